@@ -1,0 +1,27 @@
+"""packing: quantize features to integer codes and lay them out as video frames (pure numpy).
+
+Never imports vcfc, runners or torch (vcfc imports packing, not the reverse).
+"""
+
+from .errors import PackingError
+from .layouts import LAYOUTS, FramePlan, Placement, occupied_fraction, pack, plan_streams, unpack
+from .quantizers import BIT_DEPTHS, QUANTIZERS, QuantParams, dequantize, quant_step, quantize
+from .reorder import similarity_order
+
+__all__ = [
+    "PackingError",
+    "QUANTIZERS",
+    "BIT_DEPTHS",
+    "QuantParams",
+    "quantize",
+    "dequantize",
+    "quant_step",
+    "LAYOUTS",
+    "Placement",
+    "FramePlan",
+    "plan_streams",
+    "pack",
+    "unpack",
+    "occupied_fraction",
+    "similarity_order",
+]

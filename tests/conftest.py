@@ -1,0 +1,52 @@
+"""Shared fixtures: real data from ../shared, feature-like tensors, an offline TORCH_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
+
+
+def feature_like(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Smooth, non-negative, heavy-tailed maps with per-channel scales: like ReLU conv features."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.empty((c, h, w), np.float32)
+    for i in range(c):
+        fx, fy = rng.uniform(0.02, 0.15, 2)
+        px, py = rng.uniform(0, 6.28, 2)
+        base = np.sin(xx * fx + px) * np.cos(yy * fy + py)
+        blob_y, blob_x = rng.uniform(0, h), rng.uniform(0, w)
+        blob = 3 * np.exp(-((yy - blob_y) ** 2 + (xx - blob_x) ** 2) / (2 * (0.1 * max(h, w)) ** 2))
+        out[i] = np.maximum(base + blob + 0.05 * rng.standard_normal((h, w)), 0) * rng.uniform(0.2, 5)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    if not (SHARED / "README.md").is_file():
+        pytest.skip(f"real data folder not found at {SHARED} (set VCFC_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory, shared) -> Path:
+    """A TORCH_HOME whose hub cache holds the real weights, so torchvision loads them offline."""
+    home = tmp_path_factory.mktemp("torch_home")
+    ckpt = home / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    for f in (shared / "weights").glob("*.pth"):
+        shutil.copy(f, ckpt / f.name)
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = old

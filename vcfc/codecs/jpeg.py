@@ -1,0 +1,59 @@
+"""Grayscale baseline JPEG per frame with Pillow (MSFC's baseline). 8-bit only.
+
+qp maps to JPEG quality 100 - qp (qp 0..99), so a higher QP is coarser as for the video codecs.
+Payload: for each frame a little-endian u32 length followed by that many bytes of JPEG.
+Presets: "optimized" (optimal Huffman tables, the default) or "baseline" (standard tables).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+from PIL import Image
+
+from ..errors import CodecError
+from .base import Codec
+
+
+class JpegCodec(Codec):
+    name = "jpeg"
+    bit_depths = (8,)
+    align = 8
+    presets = ("optimized", "baseline")
+    default_preset = "optimized"
+    qp_range = (0, 99)
+
+    def encode(self, frames: np.ndarray, bits: int, qp: int, preset: str | None = None) -> bytes:
+        preset = self.check_encode_args(frames, bits, qp, preset)
+        out = bytearray()
+        for f in frames:
+            buf = io.BytesIO()
+            Image.fromarray(f.astype(np.uint8), "L").save(buf, "JPEG", quality=100 - int(qp), optimize=preset == "optimized")
+            out += struct.pack("<I", buf.tell()) + buf.getvalue()
+        return bytes(out)
+
+    def decode(self, payload: bytes, n: int, height: int, width: int, bits: int) -> np.ndarray:
+        self.check_decode_args(n, height, width, bits)
+        out = np.empty((n, height, width), np.uint16)
+        pos = 0
+        for i in range(n):
+            if pos + 4 > len(payload):
+                raise CodecError(f"jpeg payload truncated before frame {i} of {n}")
+            (size,) = struct.unpack_from("<I", payload, pos)
+            pos += 4
+            if pos + size > len(payload):
+                raise CodecError(f"jpeg payload truncated inside frame {i} of {n}")
+            try:
+                with Image.open(io.BytesIO(payload[pos : pos + size]), formats=["JPEG"]) as im:
+                    im.load()
+                    if im.mode != "L" or im.size != (width, height):
+                        raise CodecError(f"jpeg frame {i} is {im.mode} {im.size[1]}x{im.size[0]}, expected L {height}x{width}")
+                    out[i] = np.asarray(im, np.uint8)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+                raise CodecError(f"jpeg frame {i} undecodable: {exc}") from None
+            pos += size
+        if pos != len(payload):
+            raise CodecError(f"jpeg payload has {len(payload) - pos} bytes after its {n} frames")
+        return out

@@ -1,0 +1,169 @@
+"""Strict validation of a .vcfc header: every field is checked before anything trusts it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from packing.layouts import LAYOUTS
+from packing.quantizers import QUANTIZERS, QuantParams
+
+from .container import MAX_ELEMENTS, Container
+from .errors import FormatError
+from .features import TensorMeta
+
+CODECS = ("x265", "vvenc", "jpeg", "lossless")
+
+
+@dataclass
+class TensorEntry:
+    meta: TensorMeta
+    chw: tuple[int, int, int]
+    params: QuantParams
+
+
+@dataclass
+class ParsedHeader:
+    tensors: list[TensorEntry]
+    single: bool
+    codec: str
+    preset: str
+    bits: int
+    layout: str
+    align: int
+    quant: str
+    qps: dict[str, list[int]]
+    streams: list[dict[str, int]]
+    order: dict[str, list[int]] | None
+    input_hw: tuple[int, int] | None
+    writer_version: str
+
+
+def parse_header(c: Container) -> ParsedHeader:
+    h = c.header
+    codec = _get(h, "codec", dict)
+    name = _get(codec, "name", str)
+    if name not in CODECS:
+        raise FormatError(f"unknown codec {name!r}")
+    bits = _get(codec, "bits", int)
+    if bits not in (8, 10):
+        raise FormatError(f"unsupported bit depth {bits}")
+    layout = _get(h, "layout", str)
+    if layout not in LAYOUTS:
+        raise FormatError(f"unknown layout {layout!r}")
+    align = _get(h, "align", int)
+    if not 1 <= align <= 256:
+        raise FormatError(f"bad alignment {align}")
+
+    raw_tensors = _get(h, "tensors", list)
+    if not raw_tensors:
+        raise FormatError("no tensors in header")
+    tensors = [_tensor(t, c.arrays, bits) for t in raw_tensors]
+    names = [t.meta.name for t in tensors]
+    if len(set(names)) != len(names):
+        raise FormatError("duplicate tensor names")
+    if sum(int(np.prod(t.chw, dtype=np.int64)) for t in tensors) > MAX_ELEMENTS:
+        raise FormatError("tensor shapes are implausibly large")
+    single = _get(h, "single", bool)
+    if single and len(tensors) != 1:
+        raise FormatError("single-tensor file with several tensors")
+
+    qps_raw = _get(h, "qps", dict)
+    qps: dict[str, list[int]] = {}
+    for t in tensors:
+        q = qps_raw.get(t.meta.name)
+        if not (isinstance(q, list) and len(q) == t.chw[0] and all(_is_int(v) and 0 <= v <= 100 for v in q)):
+            raise FormatError(f"bad per-channel QP list for {t.meta.name!r}")
+        qps[t.meta.name] = q
+
+    order = None
+    if "order" in h:
+        order_raw = _get(h, "order", dict)
+        order = {}
+        for t in tensors:
+            perm = order_raw.get(t.meta.name)
+            if not (isinstance(perm, list) and all(_is_int(v) for v in perm) and sorted(perm) == list(range(t.chw[0]))):
+                raise FormatError(f"channel order of {t.meta.name!r} is not a permutation")
+            order[t.meta.name] = perm
+
+    streams = []
+    for s in _get(h, "streams", list):
+        if not isinstance(s, dict) or not all(_is_int(s.get(k)) and s.get(k) >= 0 for k in ("qp", "frames", "height", "width")):
+            raise FormatError("bad stream entry")
+        streams.append({k: s[k] for k in ("qp", "frames", "height", "width")})
+    if len(streams) != len(c.payloads):
+        raise FormatError(f"{len(streams)} streams but {len(c.payloads)} payloads")
+
+    input_hw = None
+    if "input_hw" in h:
+        hw = _get(h, "input_hw", list)
+        if not (len(hw) == 2 and all(_is_int(v) and v > 0 for v in hw)):
+            raise FormatError("bad input size")
+        input_hw = (hw[0], hw[1])
+    return ParsedHeader(
+        tensors=tensors,
+        single=single,
+        codec=name,
+        preset=_get(codec, "preset", str),
+        bits=bits,
+        layout=layout,
+        align=align,
+        quant=_get(h, "quant", str),
+        qps=qps,
+        streams=streams,
+        order=order,
+        input_hw=input_hw,
+        writer_version=str(h.get("vcfc", "?")),
+    )
+
+
+def _tensor(t: Any, arrays: dict[str, np.ndarray], bits: int) -> TensorEntry:
+    if not isinstance(t, dict):
+        raise FormatError("bad tensor entry")
+    name = _get(t, "name", str)
+    chw = _get(t, "chw", list)
+    if not (len(chw) == 3 and all(_is_int(v) and 0 < v < (1 << 20) for v in chw)):
+        raise FormatError(f"bad shape for tensor {name!r}")
+    shape = _get(t, "shape", list)
+    if not (all(_is_int(v) and v > 0 for v in shape) and int(np.prod(shape, dtype=np.int64)) == int(np.prod(chw, dtype=np.int64))):
+        raise FormatError(f"shape of tensor {name!r} does not match its C×H×W")
+    dtype = _get(t, "dtype", str)
+    if dtype not in ("float16", "bfloat16", "float32", "float64"):
+        raise FormatError(f"bad dtype {dtype!r} for tensor {name!r}")
+    kind = _get(t, "kind", str)
+    if kind not in ("torch", "numpy") or (kind == "numpy" and dtype == "bfloat16"):
+        raise FormatError(f"bad kind {kind!r} for tensor {name!r}")
+    q = _get(t, "quant", dict)
+    method = _get(q, "method", str)
+    if method not in QUANTIZERS:
+        raise FormatError(f"unknown quantizer {method!r}")
+    if _get(q, "bits", int) != bits:
+        raise FormatError(f"tensor {name!r} quantized at a bit depth other than the codec's")
+    scalars = _get(q, "scalars", dict)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in scalars.values()):
+        raise FormatError(f"bad quantizer scalars for {name!r}")
+    params_arrays = {}
+    for key in _get(q, "arrays", list):
+        full = f"{name}/{key}"
+        if not isinstance(key, str) or full not in arrays:
+            raise FormatError(f"missing side array {full!r}")
+        arr = arrays[full]
+        if arr.size not in (1, chw[0]) or not np.all(np.isfinite(arr)):
+            raise FormatError(f"bad side array {full!r}")
+        params_arrays[key] = arr
+    params = QuantParams(method=method, bits=bits, arrays=params_arrays, scalars={k: float(v) for k, v in scalars.items()})
+    return TensorEntry(TensorMeta(name, shape, dtype, kind), (chw[0], chw[1], chw[2]), params)
+
+
+def _get(d: dict, key: str, typ: type) -> Any:
+    v = d.get(key) if isinstance(d, dict) else None
+    ok = isinstance(v, typ) and not (typ is int and isinstance(v, bool))
+    if not ok:
+        raise FormatError(f"header field {key!r} missing or not a {typ.__name__}")
+    return v
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
