@@ -81,7 +81,7 @@ def _check_method(method: str) -> None:
 
 
 def _check_input(x: np.ndarray) -> np.ndarray:
-    """Validate features and return them as float64."""
+    """Validate features (finite, C×H×W, float) and return them unchanged."""
     if not isinstance(x, np.ndarray):
         raise PackingError(f"features must be a numpy array, got {type(x).__name__}")
     if x.ndim != 3:
@@ -90,16 +90,16 @@ def _check_input(x: np.ndarray) -> np.ndarray:
         raise PackingError(f"features must be float16/float32/float64, got dtype {x.dtype}")
     if x.size == 0:
         raise PackingError(f"features are empty, shape {x.shape}")
-    x64 = x.astype(np.float64, copy=False)
-    finite = np.isfinite(x64)
-    if not finite.all():
-        n_nan = int(np.isnan(x64).sum())
-        n_inf = int(x64.size - finite.sum()) - n_nan
-        raise PackingError(f"features contain {n_nan} NaN and {n_inf} Inf values out of {x64.size}")
-    big = float(np.abs(x64).max())
+    # min/max propagate NaN and expose Inf, so two reductions check finiteness without a copy.
+    lo, hi = float(x.min()), float(x.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        n_nan = int(np.isnan(x).sum())
+        n_inf = int(np.isinf(x).sum())
+        raise PackingError(f"features contain {n_nan} NaN and {n_inf} Inf values out of {x.size}")
+    big = max(abs(lo), abs(hi))
     if big > _F32_MAX:  # only reachable for float64 input; side info is float32
         raise PackingError(f"features exceed the float32 range (max |x| = {big:.3g} > {_F32_MAX:.3g})")
-    return x64
+    return x
 
 
 def _f32_down(v: np.ndarray) -> np.ndarray:
@@ -126,13 +126,22 @@ def _range_params(lo64: np.ndarray, hi64: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.where(const, nearest, lo), np.where(const, nearest, hi)
 
 
-def _uniform_codes(x64: np.ndarray, lo: np.ndarray, hi: np.ndarray, maxc: int) -> np.ndarray:
+def _uniform_codes(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, maxc: int) -> np.ndarray:
     """Round x onto maxc+1 uniform levels of [lo, hi] (lo/hi broadcastable to x)."""
-    lo = lo.astype(np.float64)
-    span = hi.astype(np.float64) - lo  # float64: hi-lo of +-3e38 would overflow float32
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(span > 0, (x64 - lo) / np.where(span > 0, span, 1.0), 0.0)
-    return _to_codes(t * maxc, maxc)
+    lo64 = np.asarray(lo, np.float64)
+    span = np.asarray(hi, np.float64) - lo64  # float64: hi-lo of +-3e38 would overflow float32
+    gain = np.where(span > 0, maxc / np.where(span > 0, span, 1.0), 0.0)
+    if x.dtype != np.float64 and np.all(span < _F32_MAX) and np.all(gain < _F32_MAX):
+        # Hot path (float16/32 features): in-place float32 arithmetic, ~4x faster than float64
+        # and well inside half a code step of the exact value.
+        t = x.astype(np.float32)  # a copy we may overwrite
+        t -= lo64.astype(np.float32)
+        t *= gain.astype(np.float32)
+    else:
+        t = (x.astype(np.float64, copy=False) - lo64) * gain
+    np.rint(t, out=t)
+    np.clip(t, 0, maxc, out=t)
+    return t.astype(np.uint16)
 
 
 def _to_codes(v: np.ndarray, maxc: int) -> np.ndarray:
@@ -160,20 +169,20 @@ def quantize(x: np.ndarray, method: str, bits: int, **opts: float) -> tuple[np.n
     c = x64.shape[0]
 
     if method == "minmax":
-        lo, hi = _range_params(np.array([x64.min()]), np.array([x64.max()]))
+        lo, hi = _range_params(np.array([x64.min()], np.float64), np.array([x64.max()], np.float64))
         q = _uniform_codes(x64, lo[0], hi[0], maxc)
         return q, QuantParams(method, int(bits), {"lo": lo, "hi": hi})
 
     if method == "minmax-channel":
         flat = x64.reshape(c, -1)
-        lo, hi = _range_params(flat.min(axis=1), flat.max(axis=1))
+        lo, hi = _range_params(flat.min(axis=1).astype(np.float64), flat.max(axis=1).astype(np.float64))
         q = _uniform_codes(x64, lo[:, None, None], hi[:, None, None], maxc)
         return q, QuantParams(method, int(bits), {"lo": lo, "hi": hi})
 
     if method == "log":
-        return _quantize_log(x64, maxc, int(bits), opts.get("scale"))
+        return _quantize_log(x64.astype(np.float64, copy=False), maxc, int(bits), opts.get("scale"))
 
-    return _quantize_zscore(x64, maxc, int(bits), opts.get("k", 3.0))
+    return _quantize_zscore(x64.astype(np.float64, copy=False), maxc, int(bits), opts.get("k", 3.0))
 
 
 def _quantize_log(x64: np.ndarray, maxc: int, bits: int, scale: float | None) -> tuple[np.ndarray, QuantParams]:
