@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
@@ -36,6 +37,7 @@ def encode(
     input_size: tuple[int, int] | None = None,
     ffmpeg: str | None = None,
     workers: int | None = None,
+    timings: dict[str, float] | None = None,
 ) -> bytes:
     """Quantize, pack and code features; return the bytes of a self-describing .vcfc file.
 
@@ -43,7 +45,9 @@ def encode(
     qp: one QP for every channel; channel_qps: one QP per channel (a flat sequence over the
     tensors in order, or a dict name → sequence). The lossless codec needs neither.
     input_size: (H, W) of the network input, recorded so that bits per pixel can be reported.
+    timings: if given, filled with seconds spent in "quantize", "pack" and "encode" (ffmpeg).
     """
+    clock = _Clock(timings)
     if quant not in QUANTIZERS:
         raise InputError(f"unknown quantizer {quant!r}; choose from {', '.join(QUANTIZERS)}")
     if layout not in LAYOUTS:
@@ -63,6 +67,7 @@ def encode(
 
     codes: dict[str, np.ndarray] = {}
     params: dict[str, QuantParams] = {}
+    clock.lap()
     for name, arr in arrays.items():
         try:
             codes[name], params[name] = quantize(arr, quant, bits)
@@ -70,23 +75,26 @@ def encode(
             raise InputError(f"tensor {name!r}: {exc}") from None
     order = {name: similarity_order(codes[name]) if reorder == "similarity" else np.arange(shapes[name][0]) for name in shapes}
 
+    clock.lap("quantize")
     groups = _qp_groups(shapes, order, qps)
     jobs: list[tuple[int, FramePlan]] = []
     for group_qp, channels in groups:
         for plan in plan_streams(shapes, channels, layout, backend.align):
             jobs.append((group_qp, plan))
+    frames = [pack(codes, plan) for _, plan in jobs]
+    clock.lap("pack")
 
-    def run(job: tuple[int, FramePlan]) -> bytes:
-        job_qp, plan = job
-        return backend.encode(pack(codes, plan), bits, job_qp, preset)
+    def run(i: int) -> bytes:
+        return backend.encode(frames[i], bits, jobs[i][0], preset)
 
     n_workers = workers or min(len(jobs), os.cpu_count() or 1)
     if n_workers > 1 and len(jobs) > 1:
         # ffmpeg runs out of process, so threads give real parallelism across QP groups.
         with ThreadPoolExecutor(n_workers) as pool:
-            payloads = list(pool.map(run, jobs))
+            payloads = list(pool.map(run, range(len(jobs))))
     else:
-        payloads = [run(job) for job in jobs]
+        payloads = [run(i) for i in range(len(jobs))]
+    clock.lap("encode")
 
     header: dict[str, Any] = {
         "vcfc": __version__,
@@ -107,16 +115,23 @@ def encode(
     return container.write(container.Container(header=header, arrays=side, payloads=payloads))
 
 
-def decode(data: bytes, *, ffmpeg: str | None = None) -> Any:
-    """Decode a .vcfc file to features of the original kind (torch/numpy), dtype and shape."""
+def decode(data: bytes, *, ffmpeg: str | None = None, timings: dict[str, float] | None = None) -> Any:
+    """Decode a .vcfc file to features of the original kind (torch/numpy), dtype and shape.
+
+    timings: if given, filled with seconds spent in "decode" (payloads) and "dequantize".
+    """
+    clock = _Clock(timings)
     parsed, codes = _decode_codes(data, ffmpeg)
+    clock.lap("decode")
     out = {}
     for t in parsed.tensors:
         try:
             out[t.meta.name] = dequantize(codes[t.meta.name], t.params)
         except PackingError as exc:
             raise FormatError(f"tensor {t.meta.name!r}: bad quantizer parameters ({exc})") from None
-    return from_arrays(out, [t.meta for t in parsed.tensors], parsed.single)
+    result = from_arrays(out, [t.meta for t in parsed.tensors], parsed.single)
+    clock.lap("dequantize")
+    return result
 
 
 def decode_codes(data: bytes, *, ffmpeg: str | None = None) -> dict[str, np.ndarray]:
@@ -186,6 +201,20 @@ def _decode_codes(data: bytes, ffmpeg: str | None):
         if int(q.max(initial=0)) > limit:
             raise FormatError(f"tensor {name!r}: decoded codes exceed {parsed.bits} bits")
     return parsed, codes
+
+
+class _Clock:
+    """Accumulates wall time per stage into a caller's dict (a no-op without one)."""
+
+    def __init__(self, sink: dict[str, float] | None) -> None:
+        self.sink = sink
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str | None = None) -> None:
+        now = time.perf_counter()
+        if self.sink is not None and stage:
+            self.sink[stage] = self.sink.get(stage, 0.0) + now - self.t
+        self.t = now
 
 
 def _resolve_qps(shapes, qp, channel_qps, codec, qp_range) -> dict[str, np.ndarray]:
