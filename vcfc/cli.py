@@ -38,6 +38,7 @@ quantizers: minmax (per tensor), minmax-channel, log (heavy-tailed ReLU features
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_diagnostics()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -58,6 +59,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set VCFC_DEBUG=1 for a traceback)")
         return 1
+
+
+def _quiet_diagnostics() -> None:
+    """Warnings become one `vcfc: warning:` line each; library log records do not repeat them."""
+    import logging
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        print(f"vcfc: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    for name in ("runners", "sensitivity", "results", "packing"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
+        logging.getLogger(name).propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,7 +249,14 @@ def _fail(msg: str) -> None:
     print(f"vcfc: error: {msg.splitlines()[0] if msg else 'failed'}", file=sys.stderr)
 
 
-COMMANDS: list[Callable] = [_add_encode, _add_decode, _add_info, _add_doctor]
+def _plugin_commands() -> list[Callable]:
+    # Each module registers its own subcommands; heavy imports stay inside the command functions.
+    from .commands import evaluate
+
+    return [evaluate.register]
+
+
+COMMANDS: list[Callable] = [_add_encode, _add_decode, _add_info, _add_doctor, *_plugin_commands()]
 
 if __name__ == "__main__":
     sys.exit(main())
