@@ -5,7 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv test bench clean
+# Real weights: ../shared/weights seeds a project-local torchvision cache when it exists;
+# without it the demo warns and runs with seeded random weights.
+SHARED      ?= ../shared
+TORCH_HOME  ?= $(CURDIR)/.cache/torch
+export TORCH_HOME
+
+.PHONY: venv test bench demo weights clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +24,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+weights:
+	@if [ -d "$(SHARED)/weights" ]; then mkdir -p "$(TORCH_HOME)/hub/checkpoints" && cp -n "$(SHARED)"/weights/*.pth "$(TORCH_HOME)/hub/checkpoints/" 2>/dev/null || true; fi
+
+demo: $(STAMP) weights
+	$(BIN)/vcfc demo --out vcfc-demo
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis bench-out
+	rm -rf $(VENV) .pytest_cache .hypothesis bench-out vcfc-demo .cache

@@ -251,9 +251,9 @@ def _fail(msg: str) -> None:
 
 def _plugin_commands() -> list[Callable]:
     # Each module registers its own subcommands; heavy imports stay inside the command functions.
-    from .commands import evaluate
+    from .commands import evaluate, experiment, sensitivity
 
-    return [evaluate.register]
+    return [evaluate.register, sensitivity.register, experiment.register]
 
 
 COMMANDS: list[Callable] = [_add_encode, _add_decode, _add_info, _add_doctor, *_plugin_commands()]

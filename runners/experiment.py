@@ -1,0 +1,223 @@
+"""Experiment files (TOML): what to run, with a sane default for every field.
+
+    name = "squeezenet-fire3"
+
+    [[datasets]]                       # one or more
+    path = "data/kodak"                # relative paths are relative to the experiment file
+    kind = "auto"                      # auto | folder | imagenet | coco | voc
+    limit = 24                         # optional: first N images
+
+    [[models]]                         # one or more
+    name = "squeezenet1_1"
+    weights = "DEFAULT"                # torchvision name, checkpoint path, or "none"
+    layers = ["fire3"]
+
+    [coding]
+    codecs = ["x265"]                  # x265 | vvenc | jpeg
+    presets = { x265 = "fast" }        # optional, per codec (default: the codec's)
+    quant = "minmax"
+    bits = 8
+    layouts = ["frames"]
+    qps = [27, 32, 37, 42]
+
+    [allocation]
+    methods = ["uniform", "linear", "lagrangian"]
+    qp_range = 8                       # linear rule: QP_i = QP - round(qp_range * S~_i)
+    profile_images = 6                 # images used to measure sensitivity (held out of the eval)
+    profile_qp = 32                    # QP_base of the codec noise in the sensitivity sweep
+    # profile_data = "other/folder"    # measure on another dataset instead (then nothing is held out)
+
+    [run]
+    executor = "local"                 # local | dask
+    workers = 2
+    batch_size = 4                     # images per task (one head/tail pass)
+    device = "cpu"                     # auto | cpu | cuda
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vcfc.errors import InputError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ALLOCATIONS = ("uniform", "linear", "lagrangian")
+CODECS = ("x265", "vvenc", "jpeg", "lossless")
+
+
+@dataclass
+class DatasetSpec:
+    path: str
+    kind: str = "auto"
+    limit: int | None = None
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    weights: str = "DEFAULT"
+    layers: list[str] = field(default_factory=lambda: ["pool1"])
+
+
+@dataclass
+class CodingSpec:
+    codecs: list[str] = field(default_factory=lambda: ["x265"])
+    presets: dict[str, str] = field(default_factory=dict)
+    quant: str = "minmax"
+    bits: int = 8
+    layouts: list[str] = field(default_factory=lambda: ["frames"])
+    qps: list[int] = field(default_factory=lambda: [27, 32, 37, 42])
+
+
+@dataclass
+class AllocationSpec:
+    methods: list[str] = field(default_factory=lambda: ["uniform"])
+    qp_range: int = 8
+    profile_images: int = 6
+    profile_qp: int = 32
+    profile_data: str | None = None
+
+
+@dataclass
+class RunSpec:
+    executor: str = "local"
+    workers: int | None = None
+    batch_size: int = 4
+    device: str = "cpu"
+    scheduler: str | None = None
+
+
+@dataclass
+class Experiment:
+    name: str
+    datasets: list[DatasetSpec]
+    models: list[ModelSpec]
+    coding: CodingSpec = field(default_factory=CodingSpec)
+    allocation: AllocationSpec = field(default_factory=AllocationSpec)
+    run: RunSpec = field(default_factory=RunSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such experiment file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    return experiment_from_dict(raw, base=path.parent, default_name=path.stem)
+
+
+def experiment_from_dict(raw: dict[str, Any], base: Path = Path("."), default_name: str = "experiment") -> Experiment:
+    known = {"name", "datasets", "dataset", "models", "model", "coding", "allocation", "run"}
+    _no_unknown(raw, known, "experiment")
+    datasets = _list_of_tables(raw, "datasets", "dataset")
+    models = _list_of_tables(raw, "models", "model")
+    if not datasets:
+        raise InputError("experiment: at least one [[datasets]] entry with a path is needed")
+    if not models:
+        raise InputError("experiment: at least one [[models]] entry with a name is needed")
+    exp = Experiment(
+        name=str(raw.get("name", default_name)),
+        datasets=[_dataset(d, base) for d in datasets],
+        models=[_model(m) for m in models],
+        coding=_build(CodingSpec, raw.get("coding", {}), "coding"),
+        allocation=_build(AllocationSpec, raw.get("allocation", {}), "allocation"),
+        run=_build(RunSpec, raw.get("run", {}), "run"),
+    )
+    if exp.allocation.profile_data:
+        exp.allocation.profile_data = str(_resolve(exp.allocation.profile_data, base))
+    _validate(exp)
+    return exp
+
+
+def _list_of_tables(raw: dict[str, Any], plural: str, singular: str) -> list[dict[str, Any]]:
+    value = raw.get(plural, raw.get(singular, []))
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise InputError(f"experiment: '{plural}' must be a list of tables ([[{plural}]])")
+    return value
+
+
+def _dataset(d: dict[str, Any], base: Path) -> DatasetSpec:
+    spec = _build(DatasetSpec, d, "datasets")
+    spec.path = str(_resolve(spec.path, base))
+    return spec
+
+
+def _model(m: dict[str, Any]) -> ModelSpec:
+    m = dict(m)
+    if "layer" in m:
+        m["layers"] = [m.pop("layer")]
+    spec = _build(ModelSpec, m, "models")
+    if isinstance(spec.layers, str):
+        spec.layers = [spec.layers]
+    return spec
+
+
+def _resolve(p: str, base: Path) -> Path:
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _build(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise InputError(f"experiment: [{where}] must be a table")
+    names = {f for f in cls.__dataclass_fields__}
+    _no_unknown(values, names, where)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise InputError(f"experiment: [{where}] {exc}") from None
+
+
+def _no_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(f"experiment: unknown field(s) {', '.join(unknown)} in [{where}] (known: {', '.join(sorted(known))})")
+
+
+def _validate(exp: Experiment) -> None:
+    from packing.layouts import LAYOUTS
+    from packing.quantizers import QUANTIZERS
+
+    c, a, r = exp.coding, exp.allocation, exp.run
+    for codec in c.codecs:
+        if codec not in CODECS:
+            raise InputError(f"experiment: unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+    for layout in c.layouts:
+        if layout not in LAYOUTS:
+            raise InputError(f"experiment: unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    if c.quant not in QUANTIZERS:
+        raise InputError(f"experiment: unknown quantizer {c.quant!r} (choose from {', '.join(QUANTIZERS)})")
+    if c.bits not in (8, 10):
+        raise InputError("experiment: bits must be 8 or 10")
+    if not c.qps or not all(isinstance(q, int) for q in c.qps):
+        raise InputError("experiment: [coding] qps must be a non-empty list of integers")
+    for method in a.methods:
+        if method not in ALLOCATIONS:
+            raise InputError(f"experiment: unknown allocation {method!r} (choose from {', '.join(ALLOCATIONS)})")
+    if "uniform" not in a.methods:
+        a.methods.insert(0, "uniform")  # the anchor every BD-rate is measured against
+    if a.profile_images < 1 or a.qp_range < 0:
+        raise InputError("experiment: profile_images must be ≥ 1 and qp_range ≥ 0")
+    if r.executor not in ("local", "dask", "serial"):
+        raise InputError(f"experiment: executor must be local, dask or serial, got {r.executor!r}")
+    if r.batch_size < 1:
+        raise InputError("experiment: batch_size must be ≥ 1")
+    for d in exp.datasets:
+        if d.limit is not None and d.limit < 1:
+            raise InputError("experiment: dataset limit must be ≥ 1")
