@@ -6,9 +6,12 @@ codec round trip at QP_base; distance to the reference; averaged over images.
 
 from __future__ import annotations
 
+import copy
+import itertools
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,7 +24,7 @@ from vcfc.errors import InputError
 from .distances import DISTANCES, get_distance
 from .noise import CodecSpec, rd_tables, roundtrip
 from .profile import Profile
-from .sweep import chunk_size, pick_linear, sweep_exact, sweep_naive, sweep_taylor
+from .sweep import ChunkTuner, chunk_size, pick_linear, sweep_exact, sweep_naive, sweep_taylor
 
 METHODS = ("exact", "taylor", "naive")
 
@@ -100,6 +103,11 @@ def measure(
     fn = penultimate if distance == "penultimate" else tail
     if isinstance(fn, nn.Module):
         fn.to(dev, dtype)
+    # CPU convolutions run ~2x faster on channels-last tensors; the sweep works on a converted copy
+    # so the caller's module (and the naive baseline) is left as it was.
+    fast = dev.type == "cpu" and method == "exact" and isinstance(fn, nn.Module)
+    sweep_fn = copy.deepcopy(fn).to(memory_format=torch.channels_last) if fast else fn
+    tuner = ChunkTuner(max_batch) if dev.type == "cpu" and max_bytes is None else None
     dist = get_distance(distance)
     spec = CodecSpec(codec, quant, bits, layout, preset)
     lo, hi = spec.qp_limits()
@@ -118,18 +126,32 @@ def measure(
         from tqdm import tqdm
 
         images = bar = tqdm(features, desc=f"sensitivity ({method})", unit="img", file=sys.stderr)
-    for feat in images:
+    # The codec round trip of image k+1 runs (ffmpeg, out of process) while image k is swept.
+    pool = ThreadPoolExecutor(1) if method != "naive" else None
+
+    def noisy(feat: Any) -> tuple[Tensor, Future | None]:
         x = _as_batch(feat, dev, dtype)
+        return x, pool.submit(roundtrip, x[0].float().cpu(), qp_base, spec) if pool else None
+
+    it = iter(images)
+    ahead = [noisy(f) for f in itertools.islice(it, 1)]
+    while ahead:
+        x, pending = ahead.pop()
         t0 = time.perf_counter()
         xn = None
-        if method != "naive":
-            xn = _as_batch(roundtrip(x[0].float().cpu(), qp_base, spec), dev, dtype)
+        if pending is not None:
+            xn = _as_batch(pending.result(), dev, dtype)
+        ahead.extend(noisy(f) for f in itertools.islice(it, 1))
         t1 = time.perf_counter()
         if method == "exact":
             chunk = chunk_size(x, max_batch, max_bytes)
+            if fast and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+                xn = xn.contiguous(memory_format=torch.channels_last)
             if not lin_checked:
-                lin, lin_checked = pick_linear(fn, x, xn, dist, chunk, linear), True
-            s = sweep_exact(fn, x, xn, dist, chunk, lin)
+                lin, lin_checked = pick_linear(sweep_fn, x, xn, dist, chunk, linear), True
+            s = sweep_exact(sweep_fn, x, xn, dist, tuner or chunk, lin)
+            chunk = tuner.best if tuner else chunk
         elif method == "taylor":
             s = sweep_taylor(fn, x, xn, dist, probes=taylor_probes, chunk=chunk_size(x, max_batch, max_bytes),
                              distance="kl" if distance == "kl" else "mse", seed=n)
@@ -145,6 +167,8 @@ def measure(
             r, d = rd_tables(x[0].float().cpu(), list(rd_qps), spec)
             rd_sum = [r, d] if rd_sum is None else [rd_sum[0] + r, rd_sum[1] + d]
         n += 1
+    if pool is not None:
+        pool.shutdown(wait=True)
     if n == 0 or total is None:
         raise InputError("no images to measure")
     m = dict(meta or {})

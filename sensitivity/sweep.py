@@ -33,15 +33,54 @@ def chunk_size(x: Tensor, max_batch: int, max_bytes: int | None, activation_fact
 
 
 def _variants(x: Tensor, xn: Tensor, idx: Tensor) -> Tensor:
-    b = x.expand(len(idx), *x.shape[1:]).clone()
+    fmt = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else torch.contiguous_format
+    # A fresh tensor every time: .contiguous() of a one-variant expand would alias x itself.
+    b = torch.empty((len(idx), *x.shape[1:]), dtype=x.dtype, device=x.device, memory_format=fmt)
+    b.copy_(x.expand(len(idx), *x.shape[1:]))
     b[torch.arange(len(idx), device=x.device), idx] = xn[0, idx]
     return b
 
 
+class ChunkTuner:
+    """Picks the variants-per-pass that is fastest on this machine by timing real sweep chunks.
+
+    On CPUs, big batches fall out of cache and run slower per variant than small ones (measured:
+    squeezenet1_1 tail, 2 cores: 2.1 ms/variant at 8, 3.9 at 32), so the right size is found by
+    trying sizes 1, 2, 4, … on the first chunks of the sweep (no work is wasted: those chunks are
+    part of the sweep) and keeping the fastest per variant."""
+
+    def __init__(self, max_batch: int) -> None:
+        self.candidates = [b for b in (2, 4, 8, 16, 32, 64, 128) if b <= max_batch] or [max_batch]
+        self.times: dict[int, float] = {}
+        self.seen: set[int] = set()
+
+    def next_size(self) -> int:
+        for b in self.candidates:
+            if b not in self.times:
+                return b
+        return self.best
+
+    @property
+    def best(self) -> int:
+        return min(self.times, key=self.times.get) if self.times else self.candidates[-1]
+
+    def record(self, size: int, seconds: float, n: int) -> None:
+        if size not in self.seen:
+            # The first pass at a new batch shape pays for kernel/primitive creation: not timed.
+            self.seen.add(size)
+            return
+        if size not in self.times and n == size:
+            self.times[size] = seconds / n
+            # Stop growing once a size is clearly slower than the best so far.
+            if len(self.times) >= 2 and self.times[size] > 1.3 * min(self.times.values()):
+                self.candidates = [b for b in self.candidates if b <= size]
+
+
 @torch.no_grad()
-def sweep_exact(fn: Fn, x: Tensor, xn: Tensor, dist: Dist, chunk: int,
+def sweep_exact(fn: Fn, x: Tensor, xn: Tensor, dist: Dist, chunk: int | ChunkTuner,
                 linear: LinearHead | None = None) -> Tensor:
-    """Every channel replaced by its round trip, `chunk` variants per forward pass.
+    """Every channel replaced by its round trip, `chunk` variants per forward pass (or as many
+    as a ChunkTuner finds fastest).
 
     linear: run fn as rest(conv(x) + conv_nobias(δ_i)) -- one conv(x) for all variants."""
     c = x.shape[1]
@@ -50,13 +89,20 @@ def sweep_exact(fn: Fn, x: Tensor, xn: Tensor, dist: Dist, chunk: int,
     if linear is not None:
         base = linear.conv(x)
         delta = (xn - x)[0]
-    for s in range(0, c, chunk):
-        idx = torch.arange(s, min(c, s + chunk), device=x.device)
+    tuner = chunk if isinstance(chunk, ChunkTuner) else None
+    s = 0
+    while s < c:
+        size = tuner.next_size() if tuner else chunk
+        idx = torch.arange(s, min(c, s + size), device=x.device)
+        t0 = time.perf_counter()
         if linear is None:
             y = fn(_variants(x, xn, idx))
         else:
             y = linear.rest(base + linear.delta(delta[idx], idx))
         out[s : s + len(idx)] = dist(ref, y).double().cpu()
+        if tuner:
+            tuner.record(size, time.perf_counter() - t0, len(idx))
+        s += len(idx)
     return out
 
 

@@ -55,7 +55,7 @@ def test_batched_sweep_equals_naive_loop(squeeze, linear):
     pen = S.penultimate_graph(sp.tail_module)
     kw = dict(tail=sp.tail, penultimate=pen, qp_base=32, dtype=torch.float64)
     fast = S.measure(feats, **kw, method="exact", linear=linear, max_batch=24)   # chunks of 24
-    assert fast.meta["linear_trick"] is (linear == "on") and fast.meta["chunk"] == 24
+    assert fast.meta["linear_trick"] is (linear == "on") and 1 <= fast.meta["chunk"] <= 24  # tuned sizes, several chunk boundaries
     chans = [0, 9, 23, 24, 47, 63]
     naive = S.measure(feats, **kw, method="naive", naive_channels=chans)
     a, b = fast.sensitivity[chans], naive.sensitivity[chans]
