@@ -11,7 +11,7 @@ SHARED      ?= ../shared
 TORCH_HOME  ?= $(CURDIR)/.cache/torch
 export TORCH_HOME
 
-.PHONY: venv test bench demo weights clean
+.PHONY: venv test bench bench-codec bench-eval bench-sensitivity bench-grid demo weights clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,20 @@ weights:
 demo: $(STAMP) weights
 	$(BIN)/vcfc demo --out vcfc-demo
 
-bench: $(STAMP)
+# Each benchmark prints a table and writes bench-out/<name>.json.
+bench: bench-codec bench-eval bench-sensitivity bench-grid
+
+bench-codec: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py
+
+bench-eval: $(STAMP) weights
+	$(BIN)/python benchmarks/bench_eval.py
+
+bench-sensitivity: $(STAMP) weights
+	$(BIN)/python benchmarks/bench_sensitivity.py
+
+bench-grid: $(STAMP) weights
+	$(BIN)/python benchmarks/bench_grid.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis bench-out vcfc-demo .cache

@@ -232,8 +232,15 @@ def summarize(rows: Iterable[dict[str, Any]], task: str, coco_gt: Any = None, nu
         test = [d for r in rows for d in json.loads(r["dets"])]
         ids = sorted({int(r["coco_image_id"]) for r in rows})
         out["fidelity"] = float(fidelity_ap(ref, test, img_ids=ids)["AP"])
+        # Masks and keypoints are scored too when the model predicts them (Mask / Keypoint R-CNN).
+        extra = [t for t, key in (("segm", "segmentation"), ("keypoints", "keypoints")) if test and key in test[0]]
+        for iou_type in extra:
+            out[f"fidelity_{iou_type}"] = float(fidelity_ap(ref, test, iou_type=iou_type, img_ids=ids)["AP"])
         if coco_gt is not None:
             out["ap"] = float(coco_ap(coco_gt, test, img_ids=ids)["AP"])
+            for iou_type in extra:
+                if iou_type == "segm" or any(a.get("num_keypoints") for a in coco_gt.dataset.get("annotations", [])):
+                    out[f"ap_{iou_type}"] = float(coco_ap(coco_gt, test, iou_type=iou_type, img_ids=ids)["AP"])
     for stage in ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "tail_s"):
         vals = [r.get(stage, 0.0) for r in rows]
         out[f"{stage}_per_image"] = float(np.mean(vals))

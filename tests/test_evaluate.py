@@ -138,3 +138,24 @@ def test_eval_cli_errors(shared, tmp_path: Path):
                                    "--data", str(tmp_path / "missing"), "--codec", "none"), "missing")
     assert_one_line_error(vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "fire3", "--weights", "none",
                                    "--data", str(shared / "data" / "kodak"), "--codec", "x265"), "--qp")
+
+
+def test_eval_cli_linear_allocation_from_profile(tmp_path: Path):
+    from sensitivity import Profile, write_profile
+
+    s = np.linspace(0.0, 1.0, 64)  # channel i gets QP 40 - round(8 * i / 63)
+    write_profile(Profile.from_arrays(s, {"qp_base": 40}), tmp_path / "prof", plot=False)
+    kodak = Path(__file__).resolve().parents[1] / "vcfc" / "data" / "kodak"
+    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "pool1", "--weights", "none", "--data", str(kodak),
+                 "--limit", "2", "--codec", "x265", "--preset", "ultrafast", "--qp", "40", "--allocation", "linear",
+                 "--profile", str(tmp_path / "prof.parquet"), "--qp-range", "8", "--layout", "frames", "--json",
+                 "--rows", str(tmp_path / "rows.parquet"))
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    assert (rows["allocation"] == "linear").all() and rows["mean_qp"].iloc[0] == pytest.approx(np.mean(40 - np.round(8 * s)), abs=0.05)
+    uniform = json.loads(vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "pool1", "--weights", "none", "--data", str(kodak),
+                                  "--limit", "2", "--codec", "x265", "--preset", "ultrafast", "--qp", "40", "--layout", "frames",
+                                  "--json").stdout)
+    assert json.loads(r.stdout)["bpfe"] > uniform["bpfe"]  # lower QPs on half the channels cost bits

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import re
+import contextlib
 import subprocess
+import threading
 from typing import Any
 
 from .errors import CodecError, EncoderMissingError
@@ -48,14 +50,44 @@ def run_ffmpeg(path: str, args: list[str], data: bytes | None = None, *, timeout
     """
     cmd = [path, *BASE_ARGS, *args]
     try:
-        proc = subprocess.run(cmd, input=data if data is not None else b"", capture_output=True, timeout=timeout)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise CodecError(f"cannot run ffmpeg {path!r}: {exc.strerror or exc}") from None
+    # Frames are tens of MB: feed them from a thread in large writes through a widened pipe
+    # (communicate() would write 4 KiB per poll, ~6000 round trips for an FPN mosaic).
+    _widen_pipe(proc.stdin)
+    out: dict[str, bytes] = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: out.__setitem__(k, f.read()), daemon=True)
+               for k, f in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for t in readers:
+        t.start()
+    try:
+        if data:
+            proc.stdin.write(data)
+        proc.stdin.close()
+    except BrokenPipeError:  # ffmpeg exited early; its stderr says why
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         raise CodecError(f"ffmpeg {path!r} did not finish within {timeout:g} s") from None
+    for t in readers:
+        t.join()
     if proc.returncode != 0:
-        raise CodecError(f"ffmpeg failed (exit {proc.returncode}): {last_error_line(proc.stderr)}")
-    return proc.stdout
+        raise CodecError(f"ffmpeg failed (exit {proc.returncode}): {last_error_line(out.get('stderr', b''))}")
+    return out.get("stdout", b"")
+
+
+def _widen_pipe(f) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(f.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+    except (ImportError, OSError, ValueError):
+        pass  # not Linux, or the system limit is lower: the default pipe still works
 
 
 # ffmpeg follows the real cause with a cascade of generic lines; skip those.

@@ -65,6 +65,10 @@ def register(sub: Any) -> None:
     q = p.add_mutually_exclusive_group()
     q.add_argument("--qp", type=int, help="one QP for every channel")
     q.add_argument("--channel-qps", metavar="FILE", help="one integer QP per channel (as `vcfc allocate` writes)")
+    p.add_argument("--allocation", default="uniform", choices=["uniform", "linear", "lagrangian"],
+                   help="QPs per channel from --profile around --qp (default: uniform, every channel at --qp)")
+    p.add_argument("--profile", metavar="PROFILE", help="sensitivity profile (.parquet from `vcfc sensitivity`) for --allocation")
+    p.add_argument("--qp-range", type=int, default=8, help="linear allocation: QP_i = QP - round(range * S~_i) (default 8)")
     p.add_argument("--quant", default="minmax", choices=["minmax", "minmax-channel", "log", "zscore"])
     p.add_argument("--bits", type=int, default=8, choices=[8, 10])
     p.add_argument("--layout", default="mosaic", choices=["mosaic", "mosaic-level", "frames"])
@@ -175,6 +179,19 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
 
 
+def _allocated_qps(args: argparse.Namespace) -> tuple[int, ...]:
+    from runners.run import allocate
+    from sensitivity import read_profile
+
+    if not args.profile:
+        raise InputError(f"--allocation {args.allocation} needs --profile PROFILE (make one with `vcfc sensitivity`)")
+    if args.qp is None or args.channel_qps:
+        raise InputError(f"--allocation {args.allocation} needs --qp N (the base QP) and no --channel-qps")
+    profile = read_profile(args.profile)
+    qp_base = int(profile.meta.get("qp_base", args.qp))
+    return tuple(int(v) for v in allocate(args.allocation, profile, args.qp, args.qp_range, args.codec, qp_base))
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
@@ -187,8 +204,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.codec not in ("none", "lossless") and args.qp is None and args.channel_qps is None:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
     qps = tuple(load_qps(args.channel_qps)) if args.channel_qps else None
+    allocation = "file" if qps else args.allocation
+    if args.allocation != "uniform":
+        qps = _allocated_qps(args)
+    elif args.profile:
+        raise InputError("--profile is used with --allocation linear or lagrangian")
     cfg = CodingConfig(codec=args.codec, qp=args.qp, quant=args.quant, bits=args.bits, layout=args.layout,
-                       preset=args.preset, allocation="file" if qps else "uniform", channel_qps=qps)
+                       preset=args.preset, allocation=allocation, channel_qps=qps)
     sp, ds, batch_size = _open(args)
     rows: list[dict[str, Any]] = []
     with tqdm(total=len(ds), desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:

@@ -1,0 +1,135 @@
+"""Experiment files, `vcfc run` (resumable, after a real kill) and `vcfc report`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from runners.experiment import experiment_from_dict, load_experiment
+from vcfc.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+KODAK = REPO / "vcfc" / "data" / "kodak"
+TIMING = ["head_s", "quant_s", "pack_s", "encode_s", "decode_s", "tail_s", "task_s"]
+
+
+def write_experiment(path: Path, methods=("uniform",), qps=(32, 42), limit=5, batch_size=1, profile_images=2) -> Path:
+    path.write_text(f"""
+name = "test"
+[[datasets]]
+path = "{KODAK}"
+kind = "folder"
+limit = {limit}
+[[models]]
+name = "squeezenet1_1"
+weights = "none"
+layers = ["pool1"]
+[coding]
+codecs = ["x265"]
+presets = {{ x265 = "ultrafast" }}
+layouts = ["frames"]
+qps = {list(qps)}
+[allocation]
+methods = {json.dumps(list(methods))}
+qp_range = 6
+profile_images = {profile_images}
+profile_qp = 37
+[run]
+workers = 1
+batch_size = {batch_size}
+""")
+    return path
+
+
+def vcfc(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vcfc", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_defaults_and_validation(tmp_path: Path):
+    exp = experiment_from_dict({"datasets": [{"path": "imgs"}], "models": [{"name": "resnet50", "layer": "layer1"}]}, base=tmp_path)
+    assert exp.coding.codecs == ["x265"] and exp.coding.qps == [27, 32, 37, 42]
+    assert exp.allocation.methods == ["uniform"] and exp.models[0].layers == ["layer1"]
+    assert exp.datasets[0].path == str(tmp_path / "imgs")
+    for bad, match in [
+        ({"models": [{"name": "m"}]}, "datasets"),
+        ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "coding": {"codecs": ["h264"]}}, "unknown codec"),
+        ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "coding": {"qpz": [1]}}, "unknown field"),
+        ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "allocation": {"methods": ["magic"]}}, "unknown allocation"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            experiment_from_dict(bad)
+    (tmp_path / "bad.toml").write_text("name = [unclosed")
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_experiment(tmp_path / "bad.toml")
+
+
+def test_demo_experiment_file_is_valid():
+    exp = load_experiment(REPO / "vcfc" / "data" / "demo.toml")
+    assert exp.models[0].name == "squeezenet1_1" and set(exp.allocation.methods) == {"uniform", "linear", "lagrangian"}
+    assert len(list(Path(exp.datasets[0].path).glob("*.jpg"))) == 24
+
+
+def _comparable(run_dir: Path) -> pd.DataFrame:
+    t = pd.read_parquet(run_dir / "rows.parquet")
+    t = t.drop(columns=[c for c in TIMING if c in t.columns])
+    return t.sort_values(["image_id", "config", "qp"]).reset_index(drop=True)
+
+
+def test_run_resumes_after_kill_without_recomputing(tmp_path: Path):
+    exp = write_experiment(tmp_path / "exp.toml", limit=8)
+    ref = vcfc("run", str(exp), "--out", str(tmp_path / "ref"), "--no-progress")
+    assert ref.returncode == 0, ref.stderr
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "vcfc", "run", str(exp), "--out", str(run), "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((run / "rows").glob("*.ok.parquet"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: the run and its workers
+    proc.wait()
+    before = {p.name: p.stat().st_ino for p in (run / "rows").glob("*.ok.parquet")}
+    assert 3 <= len(before) < 8, "the kill should land mid-run"
+
+    again = vcfc("run", str(exp), "--out", str(run), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert f"{len(before)} already done" in again.stdout
+    after = {p.name: p.stat().st_ino for p in (run / "rows").glob("*.ok.parquet")}
+    assert all(after[name] == ino for name, ino in before.items()), "a finished task was computed again"
+    pd.testing.assert_frame_equal(_comparable(run), _comparable(tmp_path / "ref"))
+
+
+def test_run_with_allocations_and_report(tmp_path: Path):
+    exp = write_experiment(tmp_path / "exp.toml", methods=("uniform", "linear", "lagrangian"), qps=(32, 37, 42), limit=4, batch_size=2)
+    r = vcfc("run", str(exp), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = pd.read_parquet(tmp_path / "run" / "rows.parquet")
+    assert set(rows["allocation"]) == {"uniform", "linear", "lagrangian"}
+    assert len(rows) == 2 * 3 * 3 and (rows["status"] == "ok").all()  # 4 images - 2 profile images
+    alloc = json.loads((tmp_path / "run" / "allocations.json").read_text())
+    linear = alloc["squeezenet1_1/pool1/x265/frames/linear/37"]
+    assert len(linear) == 64 and min(linear) == 37 - 6 and max(linear) == 37
+    assert (tmp_path / "run" / "profiles" / "squeezenet1_1__pool1__x265__frames.parquet").exists()
+
+    r = vcfc("report", str(tmp_path / "run"), "--out", str(tmp_path / "report"))
+    assert r.returncode == 0, r.stderr
+    assert "BD-rate" in r.stdout and "linear" in r.stdout
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "data:image/png;base64" in html and 'src="http' not in html
+    bd = pd.read_csv(tmp_path / "report" / "bd.csv")
+    assert {"linear", "lagrangian"} <= set(bd["allocation"])
+
+
+def test_run_errors_are_one_line(tmp_path: Path):
+    r = vcfc("run", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no such experiment file" in r.stderr and "Traceback" not in r.stderr
+    r = vcfc("report", str(tmp_path), "--out", str(tmp_path / "rep"))
+    assert r.returncode == 2 and "not a run folder" in r.stderr
