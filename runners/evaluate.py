@@ -100,6 +100,9 @@ def code_features(features: Any, cfg: CodingConfig, input_hw: tuple[int, int], f
 def evaluate_batch(split: Split, batch: Batch, configs: Sequence[CodingConfig], ffmpeg: str | None = None) -> list[dict[str, Any]]:
     """Run one batch through head once and through tail per configuration; one row per image × config."""
     images = batch.images
+    if isinstance(images, list) and split.task in ("classification", "segmentation"):
+        # Images of different sizes (e.g. segmentation transforms keep the aspect): one at a time.
+        return [row for i in range(len(images)) for row in evaluate_batch(split, _one(batch, i), configs, ffmpeg)]
     t0 = time.perf_counter()
     features = split.head(images)
     head_s = (time.perf_counter() - t0) / len(batch.image_ids)
@@ -128,6 +131,11 @@ def evaluate_batch(split: Split, batch: Batch, configs: Sequence[CodingConfig], 
                 **stats[i], "head_s": head_s, "tail_s": tail_s, **scores[i], "status": "ok", "error": "",
             })
     return rows
+
+
+def _one(batch: Batch, i: int) -> Batch:
+    targets = None if batch.targets is None else batch.targets[i : i + 1]
+    return Batch(image_ids=batch.image_ids[i : i + 1], images=batch.images[i][None], targets=targets, paths=batch.paths[i : i + 1])
 
 
 def _input_hw(images: Any) -> list[tuple[int, int]]:

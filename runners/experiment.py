@@ -25,6 +25,7 @@
     qp_range = 8                       # linear rule: QP_i = QP - round(qp_range * S~_i)
     profile_images = 6                 # images used to measure sensitivity (held out of the eval)
     profile_qp = 32                    # QP_base of the codec noise in the sensitivity sweep
+    distance = "penultimate"           # penultimate | output | kl | top1
     # profile_data = "other/folder"    # measure on another dataset instead (then nothing is held out)
 
     [run]
@@ -83,6 +84,7 @@ class AllocationSpec:
     profile_images: int = 6
     profile_qp: int = 32
     profile_data: str | None = None
+    distance: str = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
 
 
 @dataclass
@@ -212,6 +214,10 @@ def _validate(exp: Experiment) -> None:
             raise InputError(f"experiment: unknown allocation {method!r} (choose from {', '.join(ALLOCATIONS)})")
     if "uniform" not in a.methods:
         a.methods.insert(0, "uniform")  # the anchor every BD-rate is measured against
+    from sensitivity import DISTANCES
+
+    if a.distance not in DISTANCES:
+        raise InputError(f"experiment: unknown distance {a.distance!r} (choose from {', '.join(DISTANCES)})")
     if a.profile_images < 1 or a.qp_range < 0:
         raise InputError("experiment: profile_images must be ≥ 1 and qp_range ≥ 0")
     if r.executor not in ("local", "dask", "serial"):

@@ -129,7 +129,11 @@ def allocate(method: str, profile: Any, qp: int, qp_range: int, codec: str, prof
         raise InputError(f"QP {qp} is not in the profile's R/D grid {grid}")
     weights = task_weights(profile.sensitivity, dist, grid, profile_qp)
     target = float(rate[:, grid.index(qp)].sum())
-    return lagrangian_for_target(weights, rate, dist, grid, target_bytes=target).qps
+    # Candidates within qp ± qp_range, as for the linear rule: the additive cost model is a
+    # local one, and far QPs would trust it where it was never measured.
+    keep = [k for k, g in enumerate(grid) if abs(g - qp) <= qp_range]
+    cand = [grid[k] for k in keep]
+    return lagrangian_for_target(weights, rate[:, keep], dist[:, keep], cand, target_bytes=target).qps
 
 
 def _rd_grid(exp: Experiment, codec: str) -> list[int]:
@@ -142,7 +146,7 @@ def _rd_grid(exp: Experiment, codec: str) -> list[int]:
 
 
 def _profile(exp: Experiment, model: str, weights: str, layer: str, codec: str, layout: str, run_dir: Path, progress: bool):
-    from sensitivity import measure, read_profile, write_profile
+    from sensitivity import measure, penultimate_graph, read_profile, write_profile
 
     from .datasets import open_dataset
 
@@ -160,10 +164,14 @@ def _profile(exp: Experiment, model: str, weights: str, layer: str, codec: str, 
         for sample in ds:
             yield sp.head(sample.image[None])[0]
 
+    # The fx modules (not the no_grad wrappers) let the sweep use its channels-last fast path.
+    tail = getattr(sp, "tail_module", None)
+    penultimate = penultimate_graph(tail) if tail is not None else sp.penultimate
     profile = measure(
-        features(), tail=sp.tail, penultimate=sp.penultimate, qp_base=exp.allocation.profile_qp, codec=codec,
+        features(), tail=tail if tail is not None else sp.tail, penultimate=penultimate,
+        qp_base=exp.allocation.profile_qp, codec=codec,
         quant=exp.coding.quant, bits=exp.coding.bits, layout=layout, preset=exp.coding.presets.get(codec),
-        device=_device(exp.run.device), rd_qps=_rd_grid(exp, codec), progress=progress,
+        device=_device(exp.run.device), rd_qps=_rd_grid(exp, codec), progress=progress, distance=exp.allocation.distance,
         meta={"model": model, "weights": weights, "layer": layer, "dataset": str(data), "images": len(ds)},
     )
     write_profile(profile, prefix)

@@ -181,7 +181,8 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
         keep = [k for k, q in enumerate(grid) if abs(q - qp_base) <= args.qp_range]
         if not keep:
             raise InputError(f"no QP of the profile grid {grid} within {qp_base}±{args.qp_range}")
-        w = S.task_weights(s, dist, grid, qp_base)
+        # S_i was measured at the profile's QP: the weights are anchored there, not at --qp-base.
+        w = S.task_weights(s, dist, grid, int(meta.get("qp_base", qp_base)))
         g = [grid[k] for k in keep]
         r, d = rate[:, keep], dist[:, keep]
         if args.lam is not None:
