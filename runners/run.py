@@ -45,10 +45,16 @@ def run_experiment(exp: Experiment, run_dir: str | Path, *, executor: str | None
 
 
 def worker_setup() -> None:
+    import logging
+
     import torch
 
     # Workers share the cores with ffmpeg: one torch thread each avoids oversubscription.
     torch.set_num_threads(1)
+    # The parent already said it once; N workers repeating it (with source lines) is noise.
+    warnings.filterwarnings("ignore", message=".*random weights.*")
+    logging.getLogger("runners").addHandler(logging.NullHandler())
+    logging.getLogger("runners").propagate = False
 
 
 def _split(model: str, weights: str, layer: str, device: str):
