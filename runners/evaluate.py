@@ -206,7 +206,7 @@ def _labels(targets: Any, n: int) -> torch.Tensor | None:
     return None
 
 
-def summarize(rows: Iterable[dict[str, Any]], task: str, coco_gt: Any = None, num_classes: int | None = None) -> dict[str, Any]:
+def summarize(rows: Iterable[dict[str, Any]], task: str, coco_gt: Any = None) -> dict[str, Any]:
     """Dataset-level metrics from per-image rows of ONE configuration."""
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
     if not rows:

@@ -58,18 +58,12 @@ def worker_setup() -> None:
 
 
 def _split(model: str, weights: str, layer: str, device: str):
+    from sensitivity import resolve_device
+
     from .models import split
 
     key = ("split", model, weights, layer, device)
-    return worker_cache().get_or_compute(key, lambda: split(model, at=layer, weights=None if weights == "none" else weights, device=_device(device)))
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    return worker_cache().get_or_compute(key, lambda: split(model, at=layer, weights=None if weights == "none" else weights, device=resolve_device(device)))
 
 
 def _dataset(path: str, kind: str, transform: Any, key: Any):
@@ -152,7 +146,7 @@ def _rd_grid(exp: Experiment, codec: str) -> list[int]:
 
 
 def _profile(exp: Experiment, model: str, weights: str, layer: str, codec: str, layout: str, run_dir: Path, progress: bool):
-    from sensitivity import measure, penultimate_graph, read_profile, write_profile
+    from sensitivity import measure, penultimate_graph, read_profile, resolve_device, write_profile
 
     from .datasets import open_dataset
 
@@ -177,7 +171,7 @@ def _profile(exp: Experiment, model: str, weights: str, layer: str, codec: str, 
         features(), tail=tail if tail is not None else sp.tail, penultimate=penultimate,
         qp_base=exp.allocation.profile_qp, codec=codec,
         quant=exp.coding.quant, bits=exp.coding.bits, layout=layout, preset=exp.coding.presets.get(codec),
-        device=_device(exp.run.device), rd_qps=_rd_grid(exp, codec), progress=progress, distance=exp.allocation.distance,
+        device=resolve_device(exp.run.device), rd_qps=_rd_grid(exp, codec), progress=progress, distance=exp.allocation.distance,
         meta={"model": model, "weights": weights, "layer": layer, "dataset": str(data), "images": len(ds)},
     )
     write_profile(profile, prefix)

@@ -33,7 +33,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """auto -> cuda when available, else cpu; cuda without a GPU is an InputError."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device available (use auto or cpu)")
     return dev

@@ -105,27 +105,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise InputError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda asked for, but torch sees no CUDA device")
-    return name
-
-
 def _open(args: argparse.Namespace):
     from runners.datasets import open_dataset
     from runners.models import split
+    from sensitivity import resolve_device
 
     if args.limit is not None and args.limit <= 0:
         raise InputError("--limit must be positive")
     if args.batch_size <= 0:
         raise InputError("--batch-size must be positive")
-    sp = split(args.model, at=args.layer, weights=args.weights, device=_device(args.device))
+    sp = split(args.model, at=args.layer, weights=args.weights, device=resolve_device(args.device))
     ds = open_dataset(args.data, kind=args.kind, transform=sp.transforms, limit=args.limit)
     if len(ds) == 0:
         raise InputError(f"{args.data}: no images found")
