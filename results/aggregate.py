@@ -10,30 +10,50 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
-from .bdrate import DEFAULT_MIN_OVERLAP, bd_quality_detail, bd_rate_detail
+from vcfc.errors import InputError
+
+from .bdrate import DEFAULT_MIN_OVERLAP, DEFAULT_N_BOOT, DEFAULT_SEED, bd_rate_bootstrap, mean_ci
 
 RATES = ("bpfe", "bpp")
-QUALITIES = ("fidelity", "top1", "top5")
-TIMINGS = ("head_s", "pack_s", "encode_s", "decode_s", "tail_s")
+# per-image 0/1 (or fractional) scores: a point is their mean
+LINEAR_QUALITIES = ("fidelity", "top1", "top5")
+# qualities a point can have: kl_db = -10·log10(mean output_kl) is computed from the mean KL
+QUALITIES = ("fidelity", "kl_db", "top1", "top5")
+TIMINGS = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "tail_s")
 # describe a config; all but "allocation" define which configs are comparable (a "family")
 DESCRIPTORS = ("model", "layer", "codec", "preset", "quant", "bits", "layout", "allocation")
-MEAN_COLUMNS = ("bpfe", "bpp", "bytes", "side_info_bytes", *QUALITIES, *TIMINGS)
+MEAN_COLUMNS = ("bpfe", "bpp", "bytes", "side_info_bytes", "mean_qp", *LINEAR_QUALITIES, "output_kl", "output_mse",
+                *TIMINGS)
+BD_COLUMNS = ("config", "anchor", "allocation", "model", "layer", "codec", "preset", "quant", "bits", "layout",
+              "rate", "quality", "n_images", "points", "bd_rate", "bd_rate_ci_low", "bd_rate_ci_high",
+              "bd_quality", "nan_resamples", "n_boot", "reason")
+
+
+def kl_db(mean_kl):
+    """Output KL in dB, ``-10·log10(mean KL)`` (higher is better; +10 dB = 10× smaller KL)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -10.0 * np.log10(np.asarray(mean_kl, dtype=float))
 
 
 def _ok(rows: pd.DataFrame) -> pd.Series:
     return rows["status"].eq("ok") if "status" in rows else pd.Series(True, index=rows.index)
 
 
-def points(rows: pd.DataFrame, by: Sequence[str] = ("config", "qp")) -> pd.DataFrame:
+def points(rows: pd.DataFrame, by: Sequence[str] = ("config", "qp"), *, n_boot: int = DEFAULT_N_BOOT,
+           seed: int = DEFAULT_SEED, ci: float = 0.95) -> pd.DataFrame:
     """One row per (config, qp): means over the images that succeeded, and counts.
 
     Columns: ``by``, the config descriptors present (model, layer, codec, …, allocation),
     ``n`` (ok rows), ``images`` (distinct image_id), ``errors`` (status == "error"),
     ``bytes_per_image``, and the mean of every rate/quality/timing column present, with
-    ``<quality>_sem`` (standard error of the mean) for error bars. NaN qualities (top1 without
-    labels) are skipped by the means; a group whose images all failed has ``n == 0``.
+    ``<quality>_sem`` (standard error of the mean) and ``<quality>_ci_low``/``_ci_high`` (the
+    ``ci`` confidence interval of the mean over images: percentile bootstrap, ``n_boot``
+    resamples, fixed ``seed``) for error bars. With ``output_kl``: ``kl_db`` =
+    ``-10·log10(mean output_kl)`` and its interval. NaN qualities (top1 without labels) are
+    skipped by the means; a group whose images all failed has ``n == 0``.
     """
     by = list(by)
     missing = [c for c in by if c not in rows]
@@ -60,9 +80,27 @@ def points(rows: pd.DataFrame, by: Sequence[str] = ("config", "qp")) -> pd.DataF
     out.insert(0, "n", g.size())
     if "image_id" in rows:
         out.insert(1, "images", g["image_id"].nunique())
-    for q in QUALITIES:
+    for q in LINEAR_QUALITIES:
         if q in good:
             out[f"{q}_sem"] = g[q].sem()
+    if "output_kl" in out:
+        out["kl_db"] = kl_db(out["output_kl"])
+    ci_cols = [c for c in (*LINEAR_QUALITIES, "output_kl") if c in good]
+    if ci_cols and len(good):
+        bounds = {}
+        for key, d in g:
+            v = d[ci_cols].to_numpy(dtype=float)
+            lo, hi = mean_ci(v, n_boot=n_boot, seed=seed, ci=ci)
+            rec = {}
+            for j, c in enumerate(ci_cols):
+                if c == "output_kl":  # KL -> dB reverses the order: the high KL bound is the low dB one
+                    rec["kl_db_ci_low"], rec["kl_db_ci_high"] = kl_db(hi[j]), kl_db(lo[j])
+                else:
+                    rec[f"{c}_ci_low"], rec[f"{c}_ci_high"] = lo[j], hi[j]
+            bounds[key] = rec
+        b = pd.DataFrame.from_dict(bounds, orient="index")
+        b.index = out.index
+        out = out.join(b)
     if "bytes" in out:
         out = out.rename(columns={"bytes": "bytes_per_image"})
     errors = rows[err].groupby(by, dropna=False).size().rename("errors")
@@ -81,24 +119,30 @@ def points(rows: pd.DataFrame, by: Sequence[str] = ("config", "qp")) -> pd.DataF
     return out[lead + [c for c in out.columns if c not in lead]].reset_index(drop=True)
 
 
-def curves(pts: pd.DataFrame, rate: str = "bpfe", config: str = "config") -> dict[str, pd.DataFrame]:
-    """Points of each config with data, sorted by rate (for plots and BD)."""
-    pts = pts[(pts["n"] > 0) & pts[rate].notna()] if rate in pts else pts.iloc[0:0]
-    return {str(c): d.sort_values(rate).reset_index(drop=True) for c, d in pts.groupby(config, sort=True)}
-
-
 def family_columns(pts: pd.DataFrame) -> list[str]:
     """Descriptor columns present (except allocation): configs equal on all of them are comparable."""
     return [c for c in DESCRIPTORS if c in pts and c != "allocation"]
 
 
-def _anchor_of(pts: pd.DataFrame, anchor: str, family: list[str], config: str) -> dict[str, str | None]:
-    """Map each config to its anchor config (None when its family has none)."""
-    configs = pts[[config, *family, *(["allocation"] if "allocation" in pts else [])]].drop_duplicates(config)
-    if anchor in set(configs[config].astype(str)):
+def _names(values, limit: int = 12) -> str:
+    v = sorted({str(x) for x in values if pd.notna(x)})
+    return ", ".join(v[:limit]) + (f", … ({len(v)} in all)" if len(v) > limit else "") if v else "none"
+
+
+def _anchor_of(cfgs: pd.DataFrame, anchor: str, family: list[str], config: str) -> dict[str, str | None]:
+    """Map each config to its anchor config (None when its family has none).
+
+    Raises InputError when ``anchor`` is neither a config id nor an allocation of the rows.
+    """
+    configs = cfgs[[config, *family, *(["allocation"] if "allocation" in cfgs else [])]]
+    configs = configs[configs[config].notna()].drop_duplicates(config)
+    ids = set(configs[config].astype(str))
+    if anchor in ids:
         return {str(c): anchor for c in configs[config]}
-    if "allocation" not in configs:
-        raise ValueError(f"anchor {anchor!r} is not a config id and the rows have no 'allocation' column")
+    allocations = set(configs["allocation"].dropna().astype(str)) if "allocation" in configs else set()
+    if anchor not in allocations:
+        raise InputError(f"anchor {anchor!r} is neither an allocation of these rows ({_names(allocations)}) "
+                         f"nor a config id ({_names(ids)})")
     out: dict[str, str | None] = {}
     groups = configs.groupby(family, dropna=False) if family else [((), configs)]
     for _, fam in groups:
@@ -108,48 +152,137 @@ def _anchor_of(pts: pd.DataFrame, anchor: str, family: list[str], config: str) -
     return out
 
 
-def bd_table(pts: pd.DataFrame, anchor: str = "uniform", rate: str = "bpfe",
+def quality_columns(rows: pd.DataFrame, qualities: Sequence[str] = QUALITIES) -> list[str]:
+    """The qualities of ``qualities`` the rows (or points) have data for (kl_db needs output_kl)."""
+    good = rows[_ok(rows)] if "status" in rows else rows
+    out = []
+    for q in qualities:
+        col = "output_kl" if q == "kl_db" and "kl_db" not in good else q
+        if col in good and pd.to_numeric(good[col], errors="coerce").notna().any():
+            out.append(q)
+    return out
+
+
+def _per_image(good: pd.DataFrame, config: str, cfg: str, col: str) -> pd.DataFrame:
+    """[image × qp] means of one column of one config (NaN where an image has no ok row at a QP)."""
+    d = good[good[config].astype(str) == cfg]
+    return d.pivot_table(index="image_id", columns="qp", values=col, aggfunc="mean", dropna=False)
+
+
+def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[str] = "bpfe",
              qualities: Sequence[str] = QUALITIES, method: str = "pchip", family: Sequence[str] | None = None,
-             min_overlap: float = DEFAULT_MIN_OVERLAP, config: str = "config") -> pd.DataFrame:
-    """BD-rate (percent) and BD-quality of every config against its anchor, one row per config.
+             min_overlap: float = DEFAULT_MIN_OVERLAP, config: str = "config", *, n_boot: int = DEFAULT_N_BOOT,
+             seed: int = DEFAULT_SEED, ci: float = 0.95) -> pd.DataFrame:
+    """BD-rate (percent) of every config against its anchor with a bootstrap confidence interval.
+
+    ``rows``: the per-image rows (image_id, config, qp, rates, qualities, status). Long format,
+    one row per (config, rate axis, quality), columns ``BD_COLUMNS``: config, anchor,
+    allocation and the other descriptors present, rate, quality, ``n_images`` (images with
+    results in both curves: the resampled unit), ``points`` (QPs of the test curve),
+    ``bd_rate`` (negative = fewer bits at equal quality), ``bd_rate_ci_low``/``_high`` (the
+    ``ci`` percentile interval of a paired bootstrap over images, ``n_boot`` resamples, fixed
+    ``seed``; see ``bdrate.bd_rate_bootstrap``), ``bd_quality`` (quality gained at equal rate),
+    ``nan_resamples``, ``n_boot`` and ``reason`` (why a value or the interval is NaN).
 
     ``anchor`` is a config id (one anchor for all) or an allocation name: then each config is
     compared with the config of that allocation in its family (same model/layer/codec/preset/…;
-    ``family`` overrides the columns). Columns per quality q present in the points:
-    ``bd_rate_<q>`` (negative = fewer bits at equal q), ``bd_<q>`` (q gained at equal rate) and
-    ``reason_<q>`` (why NaN). Qualities that are all NaN (no labels) are left out.
+    ``family`` overrides the columns); anything else raises InputError. ``rate`` is one rate
+    column or several. Qualities: fidelity, kl_db (``-10·log10`` of the mean output_kl at each
+    point), top1, top5 — those with data. Passing ``points()`` output instead of rows still
+    gives the BD-rates, without intervals (``reason`` says so).
     """
-    if rate not in pts:
-        raise ValueError(f"points have no rate column {rate!r}")
-    fam = list(family) if family is not None else family_columns(pts)
-    pts = pts[pts["n"] > 0] if "n" in pts else pts  # groups where every image failed have no point
-    anchors = _anchor_of(pts, anchor, fam, config)
-    cv = curves(pts, rate, config)
-    qs = [q for q in qualities if q in pts and pts[q].notna().any()]
-    desc = [c for c in DESCRIPTORS if c in pts]
-    info = pts.drop_duplicates(config).set_index(pts.drop_duplicates(config)[config].astype(str))
+    rates = [rate] if isinstance(rate, str) else list(rate)
+    per_image = "image_id" in rows and "qp" in rows
+    if not per_image and "n" not in rows:
+        raise ValueError("bd_table needs the per-image rows (image_id, config, qp, …)")
+    if not per_image:  # points: one pseudo-image per config, no interval
+        rows = rows[rows["n"] > 0].copy()
+        rows["image_id"] = "mean"
+        if "kl_db" in rows and "output_kl" not in rows:
+            rows["output_kl"] = 10 ** (-rows["kl_db"] / 10)
+    missing = [r for r in rates if r not in rows]
+    if missing:
+        raise ValueError(f"rows have no rate column {missing[0]!r}")
+    if config not in rows:
+        raise ValueError(f"rows have no {config!r} column")
+    good = rows[_ok(rows) & rows[config].notna()] if "status" in rows else rows[rows[config].notna()]
+    fam = list(family) if family is not None else family_columns(good)
+    anchors = _anchor_of(rows, anchor, fam, config) if len(good) else {}
+    anchors = {c: a for c, a in anchors.items() if c in set(good[config].astype(str))}
+    qs = quality_columns(good, qualities)
+    desc = [c for c in DESCRIPTORS if c in good]
+    info = good.drop_duplicates(config).set_index(good.drop_duplicates(config)[config].astype(str))
     records = []
+    matrices: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def matrix(cfg: str, col: str) -> pd.DataFrame:
+        if (cfg, col) not in matrices:
+            matrices[(cfg, col)] = _per_image(good, config, cfg, col)
+        return matrices[(cfg, col)]
+
     for c in sorted(anchors):
         a = anchors[c]
         if a == c:
             continue
-        rec: dict[str, object] = {"config": c, "anchor": a, "rate": rate}
-        rec.update({d: info.at[c, d] for d in desc})
-        t, an = cv.get(c), cv.get(a) if a is not None else None
-        rec["points"] = 0 if t is None else len(t)
-        for q in qs:
-            if a is None:
-                rec.update({f"bd_rate_{q}": math.nan, f"bd_{q}": math.nan, f"reason_{q}": "no anchor in family"})
-                continue
-            if t is None or an is None:
-                rec.update({f"bd_rate_{q}": math.nan, f"bd_{q}": math.nan, f"reason_{q}": "no points"})
-                continue
-            r = bd_rate_detail(an[rate], an[q], t[rate], t[q], method, min_overlap)
-            d = bd_quality_detail(an[rate], an[q], t[rate], t[q], method, min_overlap)
-            reasons = "; ".join(dict.fromkeys(x for x in (r.reason, d.reason) if x))
-            rec.update({f"bd_rate_{q}": r.value, f"bd_{q}": d.value, f"reason_{q}": reasons or None})
-        records.append(rec)
-    return pd.DataFrame.from_records(records)
+        base = {"config": c, "anchor": a}
+        base.update({d: info.at[c, d] for d in desc})
+        done: dict[str, tuple[str, dict]] = {}  # quality -> (rate, result) to reuse for proportional rates
+        for r in rates:
+            for q in qs:
+                rec = {**base, "rate": r, "quality": q, "n_images": 0, "points": 0, "bd_rate": math.nan,
+                       "bd_rate_ci_low": math.nan, "bd_rate_ci_high": math.nan, "bd_quality": math.nan,
+                       "nan_resamples": 0, "n_boot": n_boot if per_image else 0, "reason": None}
+                col = "output_kl" if q == "kl_db" else q
+                if a is None:
+                    rec.update(reason="no anchor in family", n_boot=0)
+                    records.append(rec)
+                    continue
+                t_r, t_q, a_r, a_q = matrix(c, r), matrix(c, col), matrix(a, r), matrix(a, col)
+                rec["points"] = int(t_q.notna().any().sum()) if len(t_q) else 0
+                imgs = sorted(set(t_r.index) & set(a_r.index))
+                args = [m.reindex(imgs) for m in (a_r, a_q, t_r, t_q)]
+                prev = done.get(q)
+                if prev is not None and _proportional(matrix(c, prev[0]), t_r, matrix(a, prev[0]), a_r, imgs):
+                    res = dict(prev[1])  # rates differ by one constant factor: the same BD-rate
+                else:
+                    b = bd_rate_bootstrap(*(x.to_numpy(dtype=float) for x in args),
+                                          quality_of_mean=kl_db if q == "kl_db" else None, method=method,
+                                          min_overlap=min_overlap, n_boot=n_boot if per_image else 0, seed=seed,
+                                          ci=ci)
+                    res = {"n_images": b.n_images, "bd_rate": b.value, "bd_rate_ci_low": b.ci_low,
+                           "bd_rate_ci_high": b.ci_high, "bd_quality": b.bd_quality,
+                           "nan_resamples": b.nan_resamples, "reason": b.reason}
+                    if not per_image:
+                        res["n_images"] = _min_images(good, config, c, a)
+                        if b.reason is None or b.reason.startswith("no resamples"):
+                            res["reason"] = "points, not per-image rows: no interval"
+                    done[q] = (r, res)
+                rec.update(res)
+                records.append(rec)
+    if not records:
+        return pd.DataFrame(columns=[c for c in BD_COLUMNS if c not in DESCRIPTORS or c in desc])
+    out = pd.DataFrame.from_records(records)
+    return out[[c for c in BD_COLUMNS if c in out] + [c for c in out if c not in BD_COLUMNS]]
+
+
+def _proportional(r1_t: pd.DataFrame, r2_t: pd.DataFrame, r1_a: pd.DataFrame, r2_a: pd.DataFrame,
+                  imgs: list) -> bool:
+    """True when rate 2 = k × rate 1 for every image and QP of both curves (one k): same BD-rate."""
+    ratios = []
+    for r1, r2 in ((r1_t, r2_t), (r1_a, r2_a)):
+        x, y = r1.reindex(imgs).to_numpy(dtype=float), r2.reindex(imgs).to_numpy(dtype=float)
+        if x.shape != y.shape or not np.array_equal(np.isfinite(x), np.isfinite(y)):
+            return False
+        ok = np.isfinite(x) & (x > 0)
+        ratios.append(y[ok] / x[ok])
+    allr = np.concatenate(ratios)
+    return bool(allr.size) and bool(np.allclose(allr, allr[0], rtol=1e-9, atol=0))
+
+
+def _min_images(pts: pd.DataFrame, config: str, *cfgs: str) -> int:
+    col = "images" if "images" in pts else "n"
+    d = pts[pts[config].astype(str).isin(cfgs)]
+    return int(d[col].min()) if col in d and len(d) else 0
 
 
 def timings(rows: pd.DataFrame, config: str = "config") -> pd.DataFrame:

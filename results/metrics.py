@@ -162,19 +162,25 @@ def output_mse(ref: ArrayLike, test: ArrayLike) -> np.ndarray:
     return ((a - b) ** 2).reshape(a.shape[0], -1).mean(axis=1)
 
 
-def output_kl(ref_logits: ArrayLike, test_logits: ArrayLike) -> np.ndarray:
-    """Per-image KL(softmax(ref) || softmax(test)) in nats -> float64 ``[N]``.
+def kl_rows(ref_logits: torch.Tensor, test_logits: torch.Tensor) -> torch.Tensor:
+    """Per-row KL(softmax(ref) || softmax(test)) in nats, float64, differentiable.
 
-    Class axis 1; for dense outputs ``[N,C,H,W]`` the per-pixel KL is averaged over pixels.
-    Computed from log_softmax in float64 so large logits neither overflow nor give 0*log 0."""
-    a, b = _torch(ref_logits).double(), _torch(test_logits).double()
+    Class axis 1; dense outputs ``[N,C,H,W]`` are averaged over pixels; ``ref`` may have one row
+    broadcast against many (the sensitivity sweep). log_softmax in float64: the KL of nearly
+    equal outputs is tiny and would round below zero in float32."""
+    la = torch.log_softmax(ref_logits.double(), dim=1)
+    lb = torch.log_softmax(test_logits.double(), dim=1)
+    kl = (la.exp() * (la - lb)).sum(dim=1)  # [N, *spatial]
+    return kl.reshape(kl.shape[0], -1).mean(dim=1).clamp_min(0.0)  # rounding can dip below 0
+
+
+def output_kl(ref_logits: ArrayLike, test_logits: ArrayLike) -> np.ndarray:
+    """Per-image KL(softmax(ref) || softmax(test)) in nats -> float64 ``[N]`` (see kl_rows)."""
+    a, b = _torch(ref_logits), _torch(test_logits)
     if a.shape != b.shape:
         raise InputError(f"output_kl: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
     if a.numel() == 0:
         raise InputError("output_kl: empty input")
     if a.ndim == 1:
         a, b = a[None], b[None]
-    la, lb = torch.log_softmax(a, dim=1), torch.log_softmax(b, dim=1)
-    kl = (la.exp() * (la - lb)).sum(dim=1)  # [N, *spatial]
-    kl = kl.reshape(kl.shape[0], -1).mean(dim=1).clamp_min(0.0)  # rounding can dip below 0
-    return kl.numpy()
+    return kl_rows(a, b).numpy()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.interpolate import PchipInterpolator
 
-from results.bdrate import bd_quality, bd_quality_detail, bd_rate, bd_rate_detail, clean_curve
+from results.bdrate import (bd_quality, bd_quality_detail, bd_rate, bd_rate_bootstrap, bd_rate_detail, clean_curve,
+                            resampled_means)
 
 # the bjontegaard package's README / example_usage.py "test case 1" (x265 presets, kbps / PSNR)
 RA = [9487.76, 4593.60, 2486.44, 1358.24]
@@ -81,3 +82,81 @@ def test_nan_with_reason():
     assert ok.reason is None and ok.n_anchor == ok.n_test == 4 and 0.9 < ok.overlap <= 1
     with pytest.raises(ValueError, match="method"):
         bd_rate(RA, PA, RT, PT, "linear")
+
+
+# --- bootstrap over images ---------------------------------------------------------------------
+
+def _kl_to_db(m):
+    return -10 * np.log10(m)
+
+
+def _synthetic(n: int, seed: int = 1, factor: float = 0.85) -> tuple[np.ndarray, ...]:
+    """[images, QPs] rates and output KL of an anchor and a test config from one model: the test
+    needs ``factor`` × the bits for the same distortion, plus independent per-image noise."""
+    rng = np.random.default_rng(seed)
+    k = np.arange(5)
+    base = rng.lognormal(0.0, 0.3, size=(n, 1))  # image complexity: rate and KL both depend on it
+    a_rate = base * 4.0 * 2.0 ** (-k / 1.5)
+    t_rate = base * 4.0 * 2.0 ** (-k / 1.5) * factor * rng.lognormal(0, 0.05, size=(n, 5))
+    a_kl = 0.01 * np.exp(0.8 * k) * base * rng.lognormal(0, 0.6, size=(n, 5))
+    t_kl = 0.01 * np.exp(0.8 * k) * base * rng.lognormal(0, 0.6, size=(n, 5))
+    return a_rate, a_kl, t_rate, t_kl
+
+
+def test_bootstrap_exact_factor_gives_degenerate_interval():
+    rng = np.random.default_rng(0)
+    rates = rng.lognormal(0, 0.3, size=(30, 1)) * np.array([4.0, 2.0, 1.0, 0.5, 0.25])
+    fid = (rng.random((30, 5)) < np.array([0.98, 0.9, 0.75, 0.55, 0.3])).astype(float)
+    res = bd_rate_bootstrap(rates, fid, rates * 0.9, fid, n_boot=200)
+    assert res.value == pytest.approx(-10.0, abs=1e-9)
+    assert res.ci_low == pytest.approx(-10.0, abs=1e-9) and res.ci_high == pytest.approx(-10.0, abs=1e-9)
+    assert res.n_images == 30 and res.n_boot == 200 and res.reason is None
+
+
+def test_bootstrap_interval_contains_estimate_and_is_reproducible():
+    a_r, a_q, t_r, t_q = _synthetic(60)
+    res = bd_rate_bootstrap(a_r, a_q, t_r, t_q, quality_of_mean=_kl_to_db, n_boot=300, seed=7)
+    assert res.ci_low < res.value < res.ci_high
+    assert res.ci_high - res.ci_low > 0.1  # real noise: not degenerate
+    assert -25 < res.value < -5  # the test config needs ~15 % fewer bits
+    again = bd_rate_bootstrap(a_r, a_q, t_r, t_q, quality_of_mean=_kl_to_db, n_boot=300, seed=7)
+    assert (again.ci_low, again.ci_high) == (res.ci_low, res.ci_high)
+    other = bd_rate_bootstrap(a_r, a_q, t_r, t_q, quality_of_mean=_kl_to_db, n_boot=300, seed=8)
+    assert other.value == res.value and (other.ci_low, other.ci_high) != (res.ci_low, res.ci_high)
+
+
+def test_bootstrap_interval_shrinks_with_more_images():
+    widths = {}
+    for n in (20, 400):
+        res = bd_rate_bootstrap(*_synthetic(n, seed=3), quality_of_mean=_kl_to_db, n_boot=200)
+        assert res.reason is None and res.nan_resamples == 0
+        widths[n] = res.ci_high - res.ci_low
+    assert widths[400] < 0.5 * widths[20]  # ~ 1/sqrt(n): 4.5× narrower expected
+
+
+def test_bootstrap_too_many_nan_resamples_gives_no_interval():
+    # image 0 has an increasing curve, image 1 is saturated: a resample of image 1 twice (1 in 4)
+    # has a flat curve and no BD-rate
+    a_r = np.array([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    a_q = np.array([[0.5, 0.6, 0.7], [1.0, 1.0, 1.0]])
+    res = bd_rate_bootstrap(a_r, a_q, a_r * 0.8, a_q, n_boot=200)
+    assert res.value == pytest.approx(-20.0, abs=1e-9)
+    assert math.isnan(res.ci_low) and math.isnan(res.ci_high)
+    assert 20 < res.nan_resamples < 90 and "resamples have no BD-rate" in res.reason
+
+
+def test_bootstrap_pairs_images_and_validates_shapes():
+    a_r, a_q, t_r, t_q = _synthetic(10)
+    with pytest.raises(ValueError, match="paired"):
+        bd_rate_bootstrap(a_r, a_q, t_r[:5], t_q[:5])
+    res = bd_rate_bootstrap(a_r, a_q, t_r, t_q, quality_of_mean=_kl_to_db, n_boot=0)
+    assert math.isfinite(res.value) and math.isnan(res.ci_low) and "no interval" in res.reason
+    # the point estimate is the BD-rate of the mean curves
+    mean = bd_rate(a_r.mean(0), _kl_to_db(a_q.mean(0)), t_r.mean(0), _kl_to_db(t_q.mean(0)))
+    assert res.value == pytest.approx(mean, abs=1e-12)
+
+
+def test_resampled_means_skip_missing_cells():
+    v = np.array([[1.0, np.nan], [3.0, 5.0]])
+    m = resampled_means(v, np.array([[0, 1], [0, 0], [1, 1]]))
+    assert m[0].tolist() == [2.0, 5.0] and m[1, 0] == 1.0 and math.isnan(m[1, 1]) and m[2].tolist() == [3.0, 5.0]

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results import aggregate
+from results import aggregate, plots
 from results.report import write_report
+from vcfc.errors import InputError
 
 QPS = [22, 27, 32, 37, 42]
 IMAGES = [f"img{i}" for i in range(5)]
@@ -55,23 +56,33 @@ def test_points():
     assert {"encode_s", "decode_s", "bpp"} <= set(pts.columns)
 
 
+def _bd(bd: pd.DataFrame, config: str, quality: str = "fidelity", rate: str = "bpfe") -> pd.Series:
+    sel = bd[(bd["config"] == config) & (bd["quality"] == quality) & (bd["rate"] == rate)]
+    assert len(sel) == 1, (config, quality, rate)
+    return sel.iloc[0]
+
+
 def test_bd_table_against_family_anchor():
-    pts = aggregate.points(_rows())
-    bd = aggregate.bd_table(pts, anchor="uniform").set_index("config")
-    assert set(bd.index) == {"x265-sens", "x265-slow-sens"}  # anchors are not compared with themselves
-    s = bd.loc["x265-sens"]
-    assert s["anchor"] == "x265-uniform"
-    assert s["bd_rate_fidelity"] == pytest.approx(-20.0, abs=1e-9)
-    assert s["bd_rate_top1"] == pytest.approx(-20.0, abs=1e-9)
-    assert s["bd_fidelity"] > 0 and pd.isna(s["reason_fidelity"])
-    assert "bd_rate_top5" not in bd.columns  # no labels -> no column
-    lonely = bd.loc["x265-slow-sens"]
-    assert pd.isna(lonely["anchor"]) and math.isnan(lonely["bd_rate_fidelity"])
-    assert lonely["reason_fidelity"] == "no anchor in family"
+    bd = aggregate.bd_table(_rows(), anchor="uniform", n_boot=200)
+    assert list(bd.columns[:3]) == ["config", "anchor", "allocation"]
+    assert {"rate", "quality", "n_images", "points", "bd_rate", "bd_rate_ci_low", "bd_rate_ci_high", "bd_quality",
+            "nan_resamples", "reason"} <= set(bd.columns)
+    assert set(bd["config"]) == {"x265-sens", "x265-slow-sens"}  # anchors are not compared with themselves
+    s = _bd(bd, "x265-sens")
+    assert s["anchor"] == "x265-uniform" and s["n_images"] == 5 and s["points"] == 5
+    assert s["bd_rate"] == pytest.approx(-20.0, abs=1e-9)
+    # the same images at 80 % of the bits: every resample gives -20
+    assert s["bd_rate_ci_low"] == pytest.approx(-20.0, abs=1e-9) and s["bd_rate_ci_high"] == pytest.approx(-20.0, abs=1e-9)
+    assert _bd(bd, "x265-sens", "top1")["bd_rate"] == pytest.approx(-20.0, abs=1e-9)
+    assert s["bd_quality"] > 0 and pd.isna(s["reason"])
+    assert "top5" not in set(bd["quality"])  # no labels -> no rows
+    lonely = _bd(bd, "x265-slow-sens")
+    assert pd.isna(lonely["anchor"]) and math.isnan(lonely["bd_rate"])
+    assert lonely["reason"] == "no anchor in family"
     # an explicit anchor config compares across codecs: vvenc needs 30 % fewer bits
-    bd2 = aggregate.bd_table(pts, anchor="x265-uniform", rate="bpp").set_index("config")
-    assert bd2.loc["vvenc-uniform", "bd_rate_fidelity"] == pytest.approx(-30.0, abs=1e-9)
-    assert bd2.loc["x265-slow-sens", "bd_rate_fidelity"] == pytest.approx(-25.0, abs=1e-9)
+    bd2 = aggregate.bd_table(_rows(), anchor="x265-uniform", rate="bpp", n_boot=200)
+    assert _bd(bd2, "vvenc-uniform", rate="bpp")["bd_rate"] == pytest.approx(-30.0, abs=1e-9)
+    assert _bd(bd2, "x265-slow-sens", rate="bpp")["bd_rate"] == pytest.approx(-25.0, abs=1e-9)
 
 
 def test_errors_and_timings():
@@ -98,8 +109,7 @@ def test_write_report(tmp_path):
     for name in ("report.md", "points.csv", "bd.csv", "timings.csv", "errors.csv"):
         assert (out / name).is_file(), name
     bd = pd.read_csv(out / "bd.csv")
-    sens = bd[(bd["config"] == "x265-sens") & (bd["rate"] == "bpfe")].iloc[0]
-    assert sens["bd_rate_fidelity"] == pytest.approx(-20.0, abs=1e-9)
+    assert _bd(bd, "x265-sens")["bd_rate"] == pytest.approx(-20.0, abs=1e-9)
     assert set(bd["rate"]) == {"bpfe", "bpp"}
     assert len(pd.read_csv(out / "points.csv")) == 20
     pngs, svgs = sorted((out / "plots").glob("*.png")), sorted((out / "plots").glob("*.svg"))
@@ -111,7 +121,8 @@ def test_write_report(tmp_path):
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs), srcs[:3]
     assert "url(" not in page
     assert page.count("<img") == len(pngs)
-    assert "−20" in page or "-20" in page
+    assert "−20.0 % [−20.0, −20.0]" in page  # a BD-rate always with its interval
+    assert "x265-sens needs fewer bits than x265-uniform at equal fidelity" in page
     md = (out / "report.md").read_text()
     assert "plots/" in md and "| x265-sens |" in md
 
@@ -119,10 +130,18 @@ def test_write_report(tmp_path):
 def test_report_without_anchor_or_labels(tmp_path):
     rows = _rows()
     rows = rows[rows["allocation"] != "uniform"].drop(columns=["top1"])
-    path = write_report(rows, tmp_path, anchor="uniform")
+    path = write_report(rows, tmp_path, anchor="uniform", n_boot=200)
     bd = pd.read_csv(tmp_path / "bd.csv")
-    assert set(bd["reason_fidelity"]) == {"no anchor in family"}
-    assert "bd_rate_top1" not in bd.columns and path.is_file()
+    assert bd.empty and "bd_rate_ci_low" in bd.columns  # no NaN table: the report says why
+    page = path.read_text()
+    assert "No BD-rates: anchor &#x27;uniform&#x27; is neither an allocation" in page and "sensitivity" in page
+    assert "top-1" not in page.split("<h2>Rate–quality curves</h2>")[-1].split("<h2>")[0]  # no labels: no top1 chart
+
+
+def test_unknown_anchor_raises_input_error():
+    with pytest.raises(InputError, match=r"anchor 'unifrom' is neither an allocation of these rows "
+                                         r"\(sensitivity, uniform\) nor a config id \(vvenc-uniform, x265-sens"):
+        aggregate.bd_table(_rows(), anchor="unifrom")
 
 
 def test_points_refuse_ambiguous_config_ids():
@@ -136,6 +155,138 @@ def test_errors_without_config_do_not_make_points(tmp_path):
     rows = pd.concat([_rows(), pd.DataFrame([{"image_id": "img7", "status": "error", "error": "OSError: x"}])])
     pts = aggregate.points(rows)
     assert pts["config"].isna().sum() == 1 and pts.loc[pts["config"].isna(), "n"].item() == 0
-    bd = aggregate.bd_table(pts)
+    bd = aggregate.bd_table(rows, n_boot=200)
     assert set(bd["config"]) == {"x265-sens", "x265-slow-sens"}
-    write_report(rows, tmp_path)
+    write_report(rows, tmp_path, n_boot=200)
+
+
+IDS = [f"squeezenet1_1/fire3/x265/fast/minmax/8b/frames/{a}" for a in ("uniform", "perimage", "lagrangian")]
+
+
+def _real_rows(weights: str = "DEFAULT", n_img: int = 12) -> pd.DataFrame:
+    """Rows shaped like evaluate_batch's, with output_kl and long config ids."""
+    rng = np.random.default_rng(5)
+    noise, coin = rng.lognormal(0, 0.4, size=(n_img, 4)), rng.random((n_img, 4))  # the same for every config
+    rows = []
+    for cfg, factor in zip(IDS, (1.0, 0.9, 0.8)):  # the same results at 100, 90, 80 % of the bits
+        for j, qp in enumerate((12, 17, 22, 27)):
+            for i in range(n_img):
+                bpfe = 3.4 * 2 ** (-(qp - 12) / 8) * factor * (1 + 0.05 * i)
+                kl = 0.002 * 2 ** ((qp - 12) / 3) * noise[i, j]
+                rows.append({"image_id": f"kodim{i:02d}", "config": cfg, "model": "squeezenet1_1", "layer": "fire3",
+                             "codec": "x265", "preset": "fast", "quant": "minmax", "bits": 8, "layout": "frames",
+                             "allocation": cfg.rsplit("/", 1)[1], "qp": qp, "mean_qp": float(qp), "bytes": 1000,
+                             "bpfe": bpfe, "bpp": bpfe * 7.7, "fidelity": float(coin[i, j] < 1 - kl * 5),
+                             "top1": np.nan, "top5": np.nan, "output_kl": kl, "output_mse": kl,
+                             "weights": weights, "dataset": "kodak", "status": "ok", "error": ""})
+    return pd.DataFrame(rows)
+
+
+def _tables(page: str) -> list[list[str]]:
+    return [re.findall(r"<th(?:\s[^>]*)?>(.*?)</th>", t) for t in re.findall(r"<table>(.*?)</table>", page, re.S)]
+
+
+def test_report_of_a_real_run_shape(tmp_path):
+    extras = {
+        "qp_maps": {"perimage @ 17": {"qps": [16] * 100 + [19] * 28, "base_qp": 17, "method": "linear",
+                                      "note": "fire3"}},
+        "sensitivity": {"squeezenet1_1 fire3": {"table": pd.DataFrame({"channel": range(128),
+                                                                       "sensitivity": np.linspace(1, 2, 128)}),
+                                                "definition": "penultimate distance at QP 22 on 6 images"}},
+        "mosaics": {"frame": {"frame": np.zeros((32, 48), np.uint16), "bits": 8, "caption": "kodim01 at QP 22"}},
+    }
+    path = write_report(_real_rows(), tmp_path, extras=extras, n_boot=200)
+    page, md = path.read_text(), (tmp_path / "report.md").read_text()
+    bd = pd.read_csv(tmp_path / "bd.csv")
+    assert set(bd["quality"]) == {"fidelity", "kl_db"} and set(bd["rate"]) == {"bpfe", "bpp"}
+    kl = _bd(bd, IDS[2], "kl_db")
+    assert kl["bd_rate"] == pytest.approx(-20.0, abs=1e-6) and kl["n_images"] == 12
+    # every table on the page fits a 1280-px window; the BD table has its few columns
+    assert all(len(cols) <= 7 for cols in _tables(page)), [c for c in _tables(page) if len(c) > 7]
+    assert ["configuration", "quality", "BD-rate [95 % CI]", "n", "verdict"] in _tables(page)
+    # one rate axis on the page: 2 configs x 2 qualities BD cells, not 8; "n" next to each
+    assert len(re.findall(r"<td>[+−]\d+\.\d % \[", page)) == 4
+    assert "<td>perimage</td>" in page and IDS[1] not in page  # short labels; the common part in captions
+    assert "squeezenet1_1/fire3/x265/fast/minmax/8b/frames" in page
+    # definitions, captions with n / weights / codec / preset, the caller's texts
+    for text in ("Definitions", "fidelity", "bits per feature element", "Bjøntegaard", "95 % confidence interval",
+                 "n = 12 images of kodak; weights DEFAULT; codec x265 (preset fast)", "kodim01 at QP 22",
+                 "penultimate distance at QP 22 on 6 images", "base QP 17"):
+        assert text in page and text in md, text
+    assert "RANDOM WEIGHTS" not in page
+    assert page.count("<figure") == 2 + 3  # fidelity and kl_db curves, QP map, sensitivity, frame
+
+
+def test_random_weights_banner(tmp_path):
+    path = write_report(_real_rows(weights="none", n_img=4), tmp_path / "a", n_boot=50)
+    page = path.read_text()
+    assert "RANDOM WEIGHTS" in page and "make weights" in page and "$TORCH_HOME/hub/checkpoints" in page
+    assert page.index("RANDOM WEIGHTS") < page.index("<h2>")  # at the top
+    assert "RANDOM WEIGHTS" in (tmp_path / "a" / "report.md").read_text()
+    page = write_report(_rows(), tmp_path / "b", extras={"weights_random": True}, n_boot=50).read_text()
+    assert "RANDOM WEIGHTS" in page
+
+
+def test_report_when_every_row_failed(tmp_path):
+    rows = _rows()
+    rows = rows[rows["status"] == "error"]
+    page = write_report(rows, tmp_path / "a").read_text()
+    assert "No results: every one of the 1 rows failed" in page and "CodecError: ffmpeg failed" in page
+    bare = pd.DataFrame([{"image_id": "x", "status": "error", "error": "OSError: disk full"}] * 3)
+    page = write_report(bare, tmp_path / "b").read_text()
+    assert "No results: every one of the 3 rows failed" in page and "OSError: disk full" in page
+    assert (tmp_path / "b" / "bd.csv").is_file()
+
+
+def test_short_labels_keep_what_varies():
+    labels, common = plots.short_labels(IDS)
+    assert labels == {IDS[0]: "uniform", IDS[1]: "perimage", IDS[2]: "lagrangian"}
+    assert common == "squeezenet1_1/fire3/x265/fast/minmax/8b/frames"
+    labels, _ = plots.short_labels(["m/l/x265/fast/uniform", "m/l/vvenc/medium/uniform"])
+    assert labels == {"m/l/x265/fast/uniform": "x265/fast", "m/l/vvenc/medium/uniform": "vvenc/medium"}
+    assert plots.short_labels(["only/one"])[0] == {"only/one": "one"}
+
+
+def test_curve_chart_legend_ticks_and_qp_labels():
+    pts = aggregate.points(_real_rows(), n_boot=50)
+    fig = plots.plot_rate_quality(pts, rate="bpfe", quality="kl_db")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lagrangian", "perimage", "uniform"]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert min(ticks) < 1.5 and len(ticks) >= 4  # the data goes down to ~1 bpfe
+    labels = [a for a in ax.texts if a.get_text().isdigit()]
+    assert labels  # some QPs are labelled …
+    fig.canvas.draw()
+    boxes = [a.get_window_extent() for a in labels]
+    for i, a in enumerate(boxes):  # … and no two labels overlap
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+    plots.close(fig)
+
+
+def test_log_ticks_cover_the_range():
+    for lo, hi in ((0.6, 4.0), (1.05, 1.4), (0.02, 30.0), (1.1, 3.5)):
+        ticks = plots.nice_log_ticks(lo, hi)
+        assert len(ticks) >= 3 and all(lo <= t <= hi for t in ticks), (lo, hi, ticks)
+        span = np.log10(hi / lo)
+        assert np.log10(ticks[0] / lo) / span < 0.25 and np.log10(hi / ticks[-1]) / span < 0.25, (lo, hi, ticks)
+    assert min(plots.nice_log_ticks(0.6, 4.0)) < 1.5
+
+
+def test_qp_map_chart():
+    fig = plots.plot_qp_map([16] * 30 + [20] * 34, base_qp=17, title="Per-channel QP: linear", method="linear")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "channel" and ax.get_ylabel() == "QP"
+    assert "base QP 17" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(np.allclose(line.get_ydata(), 17) for line in ax.get_lines())  # the reference line
+    plots.close(fig)
+
+
+def test_bd_text_always_has_interval_and_n():
+    from results.report import bd_text
+
+    row = {"bd_rate": -8.64, "bd_rate_ci_low": -14.21, "bd_rate_ci_high": -2.93, "n_images": 230}
+    assert bd_text(row) == "−8.6 % [−14.2, −2.9], n = 230"
+    assert bd_text({**row, "bd_rate_ci_low": math.nan}) == "−8.6 % [no interval], n = 230"
+    assert bd_text({**row, "bd_rate": math.nan}) == "—, n = 230"
