@@ -28,7 +28,6 @@ import vcfc  # noqa: E402
 from packing.layouts import pack, plan_streams  # noqa: E402
 from packing.quantizers import quantize  # noqa: E402
 from vcfc.codecs import get_codec  # noqa: E402
-from vcfc.codecs.x265 import raw_gray  # noqa: E402
 from vcfc.ffmpeg import capabilities, find_ffmpeg  # noqa: E402
 
 PRESETS = {"x265": ("ultrafast", "fast", "medium"), "vvenc": ("faster", "fast", "medium")}
@@ -98,13 +97,11 @@ def bare_ffmpeg(codec_name: str, x, bits: int, qp: int, preset: str, layout: str
         for i, plan in enumerate(plan_streams(shapes, channels, layout, backend.align)):
             frames = backend.pad_to_min(pack(codes, plan))
             n, h, w = frames.shape
-            if codec_name == "vvenc":
-                raw, args = backend.to_yuv(frames, bits), backend.ffmpeg_args(n, h, w, qp, preset)
-            else:
-                raw, args = raw_gray(frames, bits), backend.ffmpeg_args(n, h, w, bits, qp, preset)
+            raw, args = backend.raw_frames(frames, bits), backend.ffmpeg_args(n, h, w, bits, qp, preset)
             src, dst = Path(tmp) / f"in{i}.raw", Path(tmp) / f"out{i}.bin"
             src.write_bytes(raw)
-            args = [str(src) if a == "pipe:0" else str(dst) if a == "pipe:1" else a for a in args]
+            args = [*args[:-1], str(dst)]  # the output (last argument) to a file, the input from one
+            args[args.index("-i") + 1] = str(src)
             cmd = [backend.ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *args]
             _, s = timed(subprocess.run, cmd, check=True, capture_output=True)
             total_bytes += dst.stat().st_size
@@ -114,7 +111,7 @@ def bare_ffmpeg(codec_name: str, x, bits: int, qp: int, preset: str, layout: str
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="FPN at half resolution, one preset per codec")
+    ap.add_argument("--quick", action="store_true", help="FPN at half resolution, one preset per codec (also with --overhead-only)")
     ap.add_argument("--out", default=str(REPO / "bench-out" / "codec.json"))
     ap.add_argument("--bits", type=int, default=8)
     ap.add_argument("--overhead-only", action="store_true",
@@ -172,13 +169,13 @@ def main() -> int:
 
 def overhead_only(args) -> int:
     """Bytes and encode time of vcfc.encode vs one bare ffmpeg call, alternating, best of N each."""
-    tensors = make_tensors(False)
+    tensors = make_tensors(args.quick)
     for codec in ("x265", "vvenc"):
         vcfc.decode(vcfc.encode(np.ones((1, 16, 16), np.float32), codec=codec, qp=30))
     rows = []
     for tname, x in tensors.items():
         for codec in ("x265", "vvenc"):
-            for preset in PRESETS[codec]:
+            for preset in PRESETS[codec][:1] if args.quick else PRESETS[codec]:
                 for qp in (QPS[0], QPS[-1]):
                     ours, bare = [], []
                     for _ in range(args.repeats):

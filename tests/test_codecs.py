@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from tests.bitstream import vvc_qp
+from tests.bitstream.hevc_qp import parse_slices, slice_qps
 from vcfc.codecs import CODECS, get_codec
-from vcfc.codecs import vvc_qp
 from vcfc.codecs.annexb import split_nal_units
-from vcfc.codecs.hevc_qp import parse_slices, slice_qps
 from vcfc.errors import CodecError, InputError
 from vcfc.ffmpeg import find_ffmpeg, run_ffmpeg
 
 QPS = [22, 27, 32, 37, 42]
-FAST = {"x265": "ultrafast", "lossless": "fast", "vvenc": "faster", "jpeg": None}
+FAST = {"x265": "ultrafast", "lossless": "fast", "vvenc": "faster", "jpeg": None, "av1": "6"}
 
 
 def feature_frames(n: int, h: int, w: int, bits: int, seed: int = 0) -> np.ndarray:
@@ -45,7 +45,7 @@ def ffmpeg() -> str:
 
 # -- interface ---------------------------------------------------------------------------
 def test_registry_and_attributes():
-    assert set(CODECS) == {"x265", "vvenc", "jpeg", "lossless"}
+    assert set(CODECS) == {"x265", "vvenc", "jpeg", "lossless", "av1"}
     for name in CODECS:
         c = get_codec(name)
         assert c.name == name and c.align == 8
@@ -251,3 +251,123 @@ def test_corrupt_payload_is_codec_error(name):
         c.decode(good, 3, 32, 40, 8)
     with pytest.raises(CodecError):
         c.decode(good, 4, 32, 32, 8)
+
+
+# -- registry: what other layers read from the backend classes ---------------------------
+def test_every_backend_describes_itself(ffmpeg):
+    import av
+
+    from vcfc.codecs import BACKENDS
+    from vcfc.ffmpeg import capabilities
+
+    assert list(CODECS.values()) == list(BACKENDS)
+    caps = capabilities(ffmpeg)
+    for name, cls in CODECS.items():
+        assert cls.name == name and cls.description and "\n" not in cls.description
+        assert (cls.encoder is None) == (cls.decoder is None) == (name == "jpeg")
+        if cls.encoder:
+            assert cls.encoder in caps["encoders"] and cls.decoder in av.codecs_available
+        assert cls.frames_separable
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_bad_thread_budget_is_input_error(threads):
+    with pytest.raises(InputError, match="threads"):
+        get_codec("x265", threads=threads)
+
+
+# -- per-picture structure: split, join, sizes -------------------------------------------
+def separable_frames(name: str) -> tuple[np.ndarray, int]:
+    """3 feature-like frames big enough for VVenC to send ALF APS units (not for every picture)."""
+    from tests.conftest import feature_like
+
+    bits = 8 if name == "jpeg" else 10
+    x = feature_like(3, 128, 192, seed=5)
+    return np.round(x / x.max(axis=(1, 2), keepdims=True) * ((1 << bits) - 1)).astype(np.uint16), bits
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_any_pictures_in_any_order_decode_to_those_pictures(name):
+    """The contract that lets a caller assemble payloads from pictures of other payloads."""
+    from itertools import permutations
+
+    frames, bits = separable_frames(name)
+    c = get_codec(name)
+    payload = c.encode(frames, bits, 27, FAST[name])
+    prefix, parts = c.split_frames(payload, 3)
+    assert len(parts) == 3 and c.join_frames(prefix, parts) == payload
+    full = c.decode(payload, 3, 128, 192, bits)
+    for k in (1, 2, 3):
+        for order in permutations(range(3), k):
+            got = c.decode(c.join_frames(prefix, [parts[i] for i in order]), k, 128, 192, bits)
+            np.testing.assert_array_equal(got, full[list(order)], err_msg=f"{name} pictures {order}")
+    sizes = c.frame_sizes(payload, 3)
+    assert sizes.dtype == np.float64 and sizes.sum() == pytest.approx(len(payload), abs=1e-6)
+    np.testing.assert_allclose(sizes, [len(p) + len(prefix) / 3 for p in parts])
+    if name == "vvenc":  # the case that could break: ALF parameters in APS units
+        aps = [[(n[1] >> 3) == 17 for n in split_nal_units(p)] for p in parts]
+        assert any(map(any, aps)) and not all(map(any, aps)), aps
+        assert all(a[-1] is False for a in aps)  # each picture's APS precede its slice
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CODECS if CODECS[n].uses_qp))
+def test_pictures_of_uniform_qp_encodes_make_a_per_picture_qp_payload(name):
+    frames, bits = separable_frames(name)
+    c = get_codec(name)
+    qps = (22, 37)
+    split = [c.split_frames(c.encode(frames, bits, qp, FAST[name]), 3) for qp in qps]
+    full = [c.decode(c.join_frames(*s), 3, 128, 192, bits) for s in split]
+    assert split[0][0] == split[1][0]  # the prefix does not depend on the QP
+    pick = [1, 0, 1]
+    mixed = c.join_frames(split[0][0], [split[q][1][i] for i, q in enumerate(pick)])
+    got = c.decode(mixed, 3, 128, 192, bits)
+    np.testing.assert_array_equal(got, np.stack([full[q][i] for i, q in enumerate(pick)]))
+    if name == "x265":
+        assert slice_qps(mixed) == [qps[q] for q in pick]
+
+
+def test_hevc_split_is_parameter_sets_then_one_slice_per_picture():
+    c = get_codec("x265")
+    prefix, parts = c.split_frames(c.encode(feature_frames(4, 32, 32, 8, seed=11), 8, 30, "ultrafast"), 4)
+    assert [(n[0] >> 1) & 0x3F for n in split_nal_units(prefix)] == [32, 33, 34]
+    assert [[(n[0] >> 1) & 0x3F for n in split_nal_units(p)] for p in parts] == [[20]] * 4
+
+
+@pytest.mark.parametrize("name", sorted(CODECS))
+def test_split_checks_the_picture_count(name):
+    frames, bits = feature_frames(2, 16, 16, 8, seed=12), 8
+    c = get_codec(name)
+    payload = c.encode(frames, bits, 30, FAST[name])
+    for n in (1, 3):
+        with pytest.raises(CodecError):
+            c.split_frames(payload, n)
+
+
+# -- thread budget -----------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["x265", "lossless", "vvenc"])
+def test_thread_budget_does_not_change_the_stream(name):
+    """pools/frame-threads (x265) and -threads (VVenC) only change speed, never the bytes."""
+    frames = feature_frames(4, 64, 96, 10, seed=13)
+    ref = get_codec(name).encode(frames, 10, 30, FAST[name])
+    for threads in (1, 3, 16):  # VVenC would switch on IFP at 8 and WPP at 16 threads by itself
+        c = get_codec(name, threads=threads)
+        assert c.encode(frames, 10, 30, FAST[name]) == ref, threads
+        np.testing.assert_array_equal(c.decode(ref, 4, 64, 96, 10), get_codec(name).decode(ref, 4, 64, 96, 10))
+    assert "pools=1:frame-threads=1" in " ".join(get_codec("x265", threads=1).ffmpeg_args(4, 64, 96, 10, 30, "fast"))
+
+
+def test_vvenc_returns_every_picture_for_any_frame_count():
+    """With frame-parallel coding, libvvenc via ffmpeg 9.0.2 sometimes returned no pictures (exit 0)
+    for 7-9 frames; MaxParallelFrames=0 avoids it, and encode() checks the picture count."""
+    frames = feature_frames(9, 64, 64, 10, seed=14)
+    for threads in (None, 4):
+        c = get_codec("vvenc", threads=threads)
+        for n in (6, 7, 8, 9):
+            assert c.decode(c.encode(frames[:n], 10, 32, "faster"), n, 64, 64, 10).shape == (n, 64, 64)
+
+
+def test_encoder_losing_pictures_is_a_codec_error(monkeypatch):
+    c = get_codec("x265")
+    monkeypatch.setattr(type(c), "clean_stream", lambda self, s: s[: len(s) // 2])
+    with pytest.raises(CodecError, match="incomplete stream"):
+        c.encode(feature_frames(4, 32, 32, 8, seed=15), 8, 30, "ultrafast")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vcfc.codecs import get_codec
+from vcfc.codecs import CODECS, get_codec
 from vcfc.errors import CodecError, EncoderMissingError
 from vcfc.ffmpeg import capabilities, find_ffmpeg, last_error_line, require_encoder, run_ffmpeg
 
@@ -88,18 +88,18 @@ def test_capabilities_of_bundled_ffmpeg(no_env):
     caps = capabilities(find_ffmpeg())
     assert caps["path"] == find_ffmpeg()
     assert caps["version"] and caps["version"] != "unknown"
-    for enc in ("libx265", "libvvenc", "mjpeg"):
-        assert caps["encoders"][enc] is True
-    assert caps["decoders"]["hevc"] and caps["decoders"]["vvc"]
-    assert caps["x265_version"] and caps["vvenc_version"]
+    assert {"libx265", "libvvenc", "libaom-av1", "mjpeg"} <= caps["encoders"]
+    assert {"hevc", "vvc", "libdav1d"} <= caps["decoders"]
+    for name in ("x265", "vvenc", "av1"):  # each backend reads its own library's version
+        assert CODECS[name].library_version(find_ffmpeg()), name
     assert capabilities(find_ffmpeg()) is caps  # cached per path
 
 
 def test_capabilities_of_a_build_without_vvenc(fake_ffmpeg):
     caps = capabilities(fake_ffmpeg)
     assert caps["version"] == "fake-1.0"
-    assert caps["encoders"] == {"libx265": True, "libvvenc": False, "mjpeg": True, "ffv1": False}
-    assert caps["decoders"]["hevc"] and not caps["decoders"]["vvc"]
+    assert caps["encoders"] == {"libx265", "mjpeg"}  # every listed encoder, nothing else
+    assert caps["decoders"] == {"hevc"}
 
 
 def test_missing_encoder_names_encoder_and_override(fake_ffmpeg):

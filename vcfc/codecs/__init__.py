@@ -1,25 +1,32 @@
 """Codec backends: numpy frames <-> compressed payload bytes, through ffmpeg (encode) and PyAV (decode).
 
-``get_codec(name, ffmpeg=None)`` returns a backend with ``encode(frames, bits, qp, preset)`` and
-``decode(payload, n, height, width, bits)``. Names: x265, vvenc, jpeg, lossless.
+``get_codec(name, ffmpeg=None, threads=None)`` returns a backend with ``encode(frames, bits, qp,
+preset)``, ``decode(payload, n, height, width, bits)`` and the per-picture ``split_frames`` /
+``join_frames`` / ``frame_sizes``. ``CODECS`` maps each name to its class, whose attributes
+(encoder, decoder, bit_depths, presets, qp_range, ...) describe it to the other layers.
+Adding a codec = one module + one entry in ``BACKENDS``.
 """
 
 from __future__ import annotations
 
 from ..errors import InputError
-from .base import Codec
+from .av1 import Av1Codec
+from .base import Codec, FfmpegCodec
 from .jpeg import JpegCodec
 from .vvenc import VvencCodec
 from .x265 import LosslessCodec, X265Codec
 
-CODECS: dict[str, type[Codec]] = {c.name: c for c in (X265Codec, VvencCodec, JpegCodec, LosslessCodec)}
+BACKENDS: tuple[type[Codec], ...] = (X265Codec, VvencCodec, JpegCodec, LosslessCodec, Av1Codec)
+CODECS: dict[str, type[Codec]] = {c.name: c for c in BACKENDS}
 
 
-def get_codec(name: str, ffmpeg: str | None = None) -> Codec:
-    """The backend called ``name``; ``ffmpeg`` overrides the binary (else $VCFC_FFMPEG, imageio-ffmpeg's)."""
+def get_codec(name: str, ffmpeg: str | None = None, threads: int | None = None) -> Codec:
+    """The backend called ``name``; ``ffmpeg`` overrides the binary (else $VCFC_FFMPEG, imageio-ffmpeg's);
+    ``threads`` limits encoder and decoder threads (None: their own defaults)."""
     if name not in CODECS:
         raise InputError(f"unknown codec {name!r}; choose from {', '.join(CODECS)}")
-    return CODECS[name](ffmpeg)
+    return CODECS[name](ffmpeg, threads)
 
 
-__all__ = ["CODECS", "Codec", "JpegCodec", "LosslessCodec", "VvencCodec", "X265Codec", "get_codec"]
+__all__ = ["BACKENDS", "CODECS", "Av1Codec", "Codec", "FfmpegCodec", "JpegCodec", "LosslessCodec", "VvencCodec",
+           "X265Codec", "get_codec"]

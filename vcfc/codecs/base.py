@@ -1,17 +1,27 @@
-"""The Codec interface and the input checks every backend shares."""
+"""The Codec interface, the input checks every backend shares, and the ffmpeg-encoder template."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..errors import InputError
-from ..ffmpeg import find_ffmpeg
+from ..errors import CodecError, InputError
+from ..ffmpeg import find_ffmpeg, library_version, require_encoder, run_ffmpeg
+from .pyav import decode_video
 
 
 class Codec:
-    """One codec backend. Frames are (N, H, W) uint16 codes < 2**bits; payloads are opaque bytes."""
+    """One codec backend. Frames are (N, H, W) uint16 codes < 2**bits; payloads are opaque bytes.
+
+    Class attributes describe the backend to the other layers (CLI choices, header validation,
+    ``vcfc doctor``); instances carry the ffmpeg override and the thread budget.
+    """
 
     name: str = ""
+    description: str = ""
+    encoder: str | None = None  # ffmpeg encoder name (None: coded in-process)
+    decoder: str | None = None  # PyAV decoder name (None: decoded without libav)
     bit_depths: tuple[int, ...] = (8, 10)
     align: int = 8  # H and W must be multiples of this (packing pads to it)
     presets: tuple[str, ...] = ()
@@ -19,6 +29,30 @@ class Codec:
     qp_range: tuple[int, int] = (0, 51)
     uses_qp: bool = True
     min_size: int = 1  # smaller frames are edge-padded to this before coding, cropped after
+    frames_separable: bool = True  # split_frames/join_frames can re-assemble any subset of pictures
+    version_pattern: str | None = None  # how the encoder logs its library version when opened
+    probe_pix_fmt: str | None = None    # a pixel format it accepts, for that probe
+
+    @classmethod
+    def library_version(cls, ffmpeg_path: str) -> str | None:
+        """The encoder library's version as this ffmpeg reports it (None if unknown)."""
+        if cls.encoder is None or cls.version_pattern is None:
+            return None
+        return library_version(ffmpeg_path, cls.encoder, cls.version_pattern, cls.probe_pix_fmt)
+
+    def __init__(self, ffmpeg: str | None = None, threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+            raise InputError(f"codec {self.name}: threads must be a positive integer or None, got {threads!r}")
+        self._ffmpeg_override = ffmpeg
+        self.threads = None if threads is None else int(threads)
+
+    @property
+    def ffmpeg(self) -> str:
+        # Resolved lazily: decoding runs in-process (PyAV / Pillow) and needs no ffmpeg binary.
+        return find_ffmpeg(self._ffmpeg_override)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, threads={self.threads!r})"
 
     def coded_size(self, height: int, width: int) -> tuple[int, int]:
         return max(height, self.min_size), max(width, self.min_size)
@@ -30,22 +64,35 @@ class Codec:
             return frames
         return np.pad(frames, ((0, 0), (0, ch - h), (0, cw - w)), mode="edge")
 
-    def __init__(self, ffmpeg: str | None = None) -> None:
-        self._ffmpeg_override = ffmpeg
-
-    @property
-    def ffmpeg(self) -> str:
-        # Resolved lazily: decoding runs in-process (PyAV / Pillow) and needs no ffmpeg binary.
-        return find_ffmpeg(self._ffmpeg_override)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
-
+    # -- coding ---------------------------------------------------------------------------
     def encode(self, frames: np.ndarray, bits: int, qp: int, preset: str | None = None) -> bytes:
         raise NotImplementedError
 
     def decode(self, payload: bytes, n: int, height: int, width: int, bits: int) -> np.ndarray:
         raise NotImplementedError
+
+    # -- per-picture structure ------------------------------------------------------------
+    def split_frames(self, payload: bytes, n: int) -> tuple[bytes, list[bytes]]:
+        """(shared prefix, one bytes object per picture) of an ``n``-picture all-intra payload.
+
+        ``join_frames(prefix, frames) == payload``, and any subset of ``frames`` in any order
+        joined with ``prefix`` decodes to exactly those pictures of the full decode.
+        """
+        raise CodecError(f"codec {self.name}: payloads cannot be split into pictures")
+
+    def join_frames(self, prefix: bytes, frames: list[bytes]) -> bytes:
+        """The payload made of ``prefix`` and these pictures (inverse of split_frames)."""
+        return bytes(prefix) + b"".join(frames)
+
+    def frame_sizes(self, payload: bytes, n: int) -> np.ndarray:
+        """Bytes per picture (float64, summing to len(payload)): its own bytes + an even share of the prefix."""
+        prefix, frames = self.split_frames(payload, n)
+        return np.array([len(f) for f in frames], np.float64) + len(prefix) / n
+
+    def _check_count(self, frames: list[bytes], n: int) -> list[bytes]:
+        if len(frames) != n:
+            raise CodecError(f"{self.name} payload holds {len(frames)} pictures, expected {n}")
+        return frames
 
     # -- checks ---------------------------------------------------------------------------
     def check_bits(self, bits: int) -> None:
@@ -79,3 +126,62 @@ class Codec:
         for label, v in (("frame count", n), ("height", height), ("width", width)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
                 raise InputError(f"codec {self.name}: {label} must be a positive integer, got {v!r}")
+
+
+class FfmpegCodec(Codec):
+    """A video codec encoded by one ffmpeg process (raw frames on stdin, elementary stream on
+    stdout) and decoded in-process by PyAV. Subclasses fill in the hooks below."""
+
+    muxer: str = ""  # ffmpeg output format of the elementary stream
+
+    def pix_fmt(self, bits: int) -> str:
+        """The rawvideo pixel format fed to the encoder (and the one the decoder returns)."""
+        raise NotImplementedError
+
+    def raw_frames(self, frames: np.ndarray, bits: int) -> bytes:
+        """The rawvideo bytes of (N,H,W) codes in ``pix_fmt(bits)``."""
+        return frames.astype(np.uint8).tobytes() if bits == 8 else frames.astype("<u2").tobytes()
+
+    def encoder_options(self, bits: int, qp: int, preset: str) -> dict[str, Any]:
+        """ffmpeg output options (name without '-': value) that configure the encoder."""
+        raise NotImplementedError
+
+    def clean_stream(self, stream: bytes) -> bytes:
+        """The payload made of the encoder's output (e.g. without repeated headers)."""
+        return stream
+
+    def packets(self, payload: bytes) -> list[bytes] | None:
+        """Payload cut into decoder packets; None lets libav's parser cut it."""
+        return None
+
+    def from_luma(self, luma: np.ndarray, bits: int) -> np.ndarray:
+        """Codes from decoded luma samples."""
+        return luma
+
+    def ffmpeg_args(self, n: int, height: int, width: int, bits: int, qp: int, preset: str) -> list[str]:
+        """ffmpeg arguments (after the binary and BASE_ARGS): rawvideo on stdin -> stream on stdout."""
+        import ffmpeg as ffmpeg_python  # ffmpeg-python; imported here: ~35 ms that decoding never needs
+
+        src = ffmpeg_python.input("pipe:", format="rawvideo", pix_fmt=self.pix_fmt(bits), s=f"{width}x{height}", framerate=25)
+        out = src.output("pipe:", format=self.muxer, vcodec=self.encoder, **{"frames:v": n}, **self.encoder_options(bits, qp, preset))
+        return out.get_args()
+
+    def encode(self, frames: np.ndarray, bits: int, qp: int, preset: str | None = None) -> bytes:
+        preset = self.check_encode_args(frames, bits, qp, preset)
+        path = self.ffmpeg
+        require_encoder(path, self.encoder)
+        frames = self.pad_to_min(frames)
+        n, h, w = frames.shape
+        payload = self.clean_stream(run_ffmpeg(path, self.ffmpeg_args(n, h, w, bits, qp, preset), self.raw_frames(frames, bits)))
+        if self.frames_separable:  # an encoder can exit 0 having lost pictures: catch it here, not at decode
+            try:
+                self.split_frames(payload, n)
+            except CodecError as exc:
+                raise CodecError(f"{self.encoder} returned an incomplete stream: {exc}") from None
+        return payload
+
+    def decode(self, payload: bytes, n: int, height: int, width: int, bits: int) -> np.ndarray:
+        self.check_decode_args(n, height, width, bits)
+        ch, cw = self.coded_size(height, width)
+        luma = decode_video(payload, self.packets(payload), self.decoder, n, ch, cw, self.pix_fmt(bits), self.threads)
+        return self.from_luma(luma[:, :height, :width], bits)

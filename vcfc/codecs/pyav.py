@@ -1,4 +1,4 @@
-"""Decode raw Annex-B HEVC / VVC in-process with PyAV; return the luma plane as uint16."""
+"""Decode HEVC / VVC / AV1 elementary streams in-process with PyAV; return the luma plane as uint16."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import numpy as np
 from ..errors import CodecError, EncoderMissingError
 
 
-def decode_annexb(payload: bytes, codec: str, n: int, height: int, width: int, pix_fmt: str) -> np.ndarray:
+def decode_video(payload: bytes, packets: list[bytes] | None, codec: str, n: int, height: int, width: int,
+                 pix_fmt: str, threads: int | None = None) -> np.ndarray:
     """(n, height, width) uint16 luma samples of the ``n`` pictures in ``payload``.
 
+    ``packets``: the payload already cut into decoder packets (None: libav's parser cuts it).
+    ``threads``: decoder threads (None: libav's automatic choice).
     Any decoder error, a wrong picture count or size raises CodecError (corrupt payloads
     must fail loudly: the container's CRC already passed, so this is the last line).
     ``pix_fmt`` is the format the encoder was fed; a different one means a foreign payload.
@@ -23,7 +26,12 @@ def decode_annexb(payload: bytes, codec: str, n: int, height: int, width: int, p
         with av.logging.Capture():  # keep libav's error chatter off the user's terminal
             ctx = av.CodecContext.create(codec, "r")
             ctx.thread_type = "AUTO"
-            packets = ctx.parse(bytes(payload)) + ctx.parse(None)
+            if threads is not None:
+                ctx.thread_count = threads
+            if packets is None:
+                packets = ctx.parse(bytes(payload)) + ctx.parse(None)
+            else:
+                packets = [av.Packet(p) for p in packets]
             for frame in [f for p in packets for f in ctx.decode(p)] + list(ctx.decode(None)):
                 if got >= n:
                     raise CodecError(f"{codec} payload holds more than the {n} pictures expected")

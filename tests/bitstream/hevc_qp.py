@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .annexb import split_nal_units
+from vcfc.codecs.annexb import split_nal_units
 
 NAL_VPS, NAL_SPS, NAL_PPS = 32, 33, 34
 IDR_W_RADL, IDR_N_LP = 19, 20

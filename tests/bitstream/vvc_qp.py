@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from ..errors import CodecError
+from vcfc.errors import CodecError
 
-_LINE = re.compile(r"\]\s+\d+\s+(\w+)(?:\[[\d\]\[]*\])?\s+[01]+ = (-?\d+)\s*$")
+_LINE = re.compile(r"\]\s+\d+\s+([\w.]+)(?:\[[\d\]\[]*\])?\s+[01]+ = (-?\d+)\s*$")
 _INIT = {"pps_init_qp_minus26", "init_qp_minus26"}
 _DELTA = {"ph_qp_delta", "sh_qp_delta", "slice_qp_delta"}
 
