@@ -40,7 +40,8 @@ def run_case(model: str, weights: str, layer: str, data: str, batch_size: int, i
 
     sys.path.insert(0, str(REPO))
     from runners.datasets import batches, open_dataset
-    from runners.evaluate import CodingConfig, evaluate_batch
+    from runners.evaluate import EvalConfig, evaluate_batch
+    from vcfc.spec import CodingSpec
     from runners.models import split
 
     sp = split(model, at=layer, weights=None if weights == "none" else weights)
@@ -59,7 +60,7 @@ def run_case(model: str, weights: str, layer: str, data: str, batch_size: int, i
     metas = [dict(getattr(f, "meta", None) or sp.last_meta) for f in feats]
     it = iter(zip(feats, metas))
     _, tail_s = timed(lambda b: (lambda fm: sp.tail(fm[0], meta=fm[1]))(next(it)))
-    cfg = CodingConfig(codec="x265", qp=32)
+    cfg = EvalConfig(CodingSpec("x265"), qp=32)
     _, loop_s = timed(lambda b: evaluate_batch(sp, b, [cfg]))
     return {
         "model": model, "layer": layer, "weights": weights, "images": n, "batch_size": batch_size,

@@ -6,7 +6,7 @@ Never imports vcfc, runners or torch (vcfc imports packing, not the reverse).
 from .errors import PackingError
 from .layouts import LAYOUTS, FramePlan, Placement, occupied_fraction, pack, plan_streams, unpack
 from .quantizers import BIT_DEPTHS, QUANTIZERS, QuantParams, dequantize, quant_step, quantize
-from .reorder import similarity_order
+from .reorder import REORDERS, similarity_order
 
 __all__ = [
     "PackingError",
@@ -24,4 +24,5 @@ __all__ = [
     "unpack",
     "occupied_fraction",
     "similarity_order",
+    "REORDERS",
 ]

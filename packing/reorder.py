@@ -6,6 +6,7 @@ import numpy as np
 
 from .errors import PackingError
 
+REORDERS = ("none", "similarity")  # channel orders before packing: as given, or by similarity
 _MAX_SAMPLES = 4096  # pixels per channel used for correlations; enough to rank similarity
 
 

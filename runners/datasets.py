@@ -21,8 +21,9 @@ from PIL import Image, UnidentifiedImageError
 
 from vcfc.errors import InputError
 
+from .kinds import KINDS
+
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
-KINDS = ("auto", "folder", "imagenet", "coco", "voc")
 _WNID = re.compile(r"n\d{8}")
 _FLAT_WNID = re.compile(r"(n\d{8})_")
 
@@ -379,3 +380,18 @@ def batches(dataset: Dataset | Sequence[Sample], batch_size: int) -> Iterator[Ba
             buf = []
     if buf:
         yield collate(buf)
+
+
+def load_samples(dataset: Dataset, indices: Sequence[int]) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """The samples at ``indices`` that load, and (image id, one-line error) for those that don't
+    (an unreadable image is recorded and the run goes on)."""
+    samples: list[Sample] = []
+    errors: list[tuple[str, str]] = []
+    for i in indices:
+        try:
+            samples.append(dataset[i])
+        except Exception as exc:  # noqa: BLE001 - any decoder failure of one file
+            path = dataset.items[i][0] if hasattr(dataset, "items") else i
+            image_id = _image_id(path, dataset.root) if isinstance(path, Path) else str(path)
+            errors.append((image_id, " ".join(str(exc).split()) or type(exc).__name__))
+    return samples, errors

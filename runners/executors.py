@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -117,8 +118,18 @@ def ensure_setup(setup: Callable[[], Any] | None) -> None:
 
 
 def ignore_sigint() -> None:
-    """Pool initializer: Ctrl-C goes to the parent only, which then stops the pool cleanly."""
+    """Pool initializer: Ctrl-C goes to the parent only, which then stops the pool cleanly (it
+    terminates the workers: SIGTERM, on which a worker stops its ffmpeg children, then exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop_children_and_exit)
+
+
+def stop_children_and_exit(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker: stop the encoders this process started, then exit at once."""
+    ffmpeg = sys.modules.get("vcfc.ffmpeg")  # no encoder ran if vcfc was never imported here
+    if ffmpeg is not None:
+        ffmpeg.terminate_children(grace=0.5)
+    os._exit(128 + signum)
 
 
 def one_line(exc: BaseException) -> str:

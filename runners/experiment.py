@@ -13,18 +13,19 @@
     layers = ["fire3"]
 
     [coding]
-    codecs = ["x265"]                  # x265 | vvenc | jpeg
+    codecs = ["x265"]                  # any registered codec: x265 | vvenc | av1 | jpeg | lossless
     presets = { x265 = "fast" }        # optional, per codec (default: the codec's)
     quant = "minmax"
     bits = 8
     layouts = ["frames"]
+    reorder = "none"                   # none | similarity
     qps = [27, 32, 37, 42]
 
     [allocation]
-    methods = ["uniform", "linear", "lagrangian"]
-    qp_range = 8                       # linear rule: QP_i = QP - round(qp_range * S~_i)
-    profile_images = 6                 # images used to measure sensitivity (held out of the eval)
-    profile_qp = 32                    # QP_base of the codec noise in the sensitivity sweep
+    methods = ["uniform", "perimage", "rdo"]   # uniform | linear | lagrangian | perimage | rdo
+    qp_range = 5                       # linear rules: QP_i = QP - round(qp_range * S~_i)
+    profile_images = 6                 # images used to measure sensitivity / calibrate λ (held out)
+    profile_qp = 32                    # QP_base of the codec noise in the dataset-level sweep
     distance = "penultimate"           # penultimate | output | kl | top1
     # profile_data = "other/folder"    # measure on another dataset instead (then nothing is held out)
 
@@ -42,15 +43,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packing.layouts import LAYOUTS
+from packing.quantizers import QUANTIZERS
+from packing.reorder import REORDERS
+from sensitivity.allocation import ALLOCATORS
+from sensitivity.distances import DISTANCES
+from sensitivity.rdo import RdoSettings
+from vcfc.codecs import CODECS
 from vcfc.errors import InputError
+from vcfc.spec import CodingSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-ALLOCATIONS = ("uniform", "linear", "lagrangian")
-CODECS = ("x265", "vvenc", "jpeg", "lossless")
+EXECUTORS = ("local", "dask", "serial")
 
 
 @dataclass
@@ -68,13 +76,23 @@ class ModelSpec:
 
 
 @dataclass
-class CodingSpec:
+class CodingGrid:
+    """[coding]: the codecs × layouts × QPs to run; each (codec, layout) is one CodingSpec."""
+
     codecs: list[str] = field(default_factory=lambda: ["x265"])
     presets: dict[str, str] = field(default_factory=dict)
     quant: str = "minmax"
     bits: int = 8
     layouts: list[str] = field(default_factory=lambda: ["frames"])
+    reorder: str = "none"
     qps: list[int] = field(default_factory=lambda: [27, 32, 37, 42])
+
+    def spec(self, codec: str, layout: str) -> CodingSpec:
+        return CodingSpec(codec=codec, quant=self.quant, bits=self.bits, layout=layout,
+                          preset=self.presets.get(codec), reorder=self.reorder)
+
+    def specs(self) -> list[CodingSpec]:
+        return [self.spec(c, lay) for c in self.codecs for lay in self.layouts]
 
 
 @dataclass
@@ -85,6 +103,16 @@ class AllocationSpec:
     profile_qp: int = 32
     profile_data: str | None = None
     distance: str = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
+    # rdo / rdo-uniform (sensitivity.rdo.RdoSettings); λ per QP is calibrated on the profile images
+    rdo_span: int = 6
+    rdo_step: int = 3
+    rdo_groups: int = 8
+    rdo_rounds: int = 8
+    rdo_distortion: str = "kl"
+
+    def rdo_options(self) -> dict[str, Any]:
+        return {"span": self.rdo_span, "step": self.rdo_step, "groups": self.rdo_groups,
+                "rounds": self.rdo_rounds, "distortion": self.rdo_distortion}
 
 
 @dataclass
@@ -101,7 +129,7 @@ class Experiment:
     name: str
     datasets: list[DatasetSpec]
     models: list[ModelSpec]
-    coding: CodingSpec = field(default_factory=CodingSpec)
+    coding: CodingGrid = field(default_factory=CodingGrid)
     allocation: AllocationSpec = field(default_factory=AllocationSpec)
     run: RunSpec = field(default_factory=RunSpec)
 
@@ -135,7 +163,7 @@ def experiment_from_dict(raw: dict[str, Any], base: Path = Path("."), default_na
         name=str(raw.get("name", default_name)),
         datasets=[_dataset(d, base) for d in datasets],
         models=[_model(m) for m in models],
-        coding=_build(CodingSpec, raw.get("coding", {}), "coding"),
+        coding=_build(CodingGrid, raw.get("coding", {}), "coding"),
         allocation=_build(AllocationSpec, raw.get("allocation", {}), "allocation"),
         run=_build(RunSpec, raw.get("run", {}), "run"),
     )
@@ -193,37 +221,46 @@ def _no_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
 
 
 def _validate(exp: Experiment) -> None:
-    from packing.layouts import LAYOUTS
-    from packing.quantizers import QUANTIZERS
-
+    """Every choice against its registry and every QP against its codec's range, so a bad value
+    stops the run before any task starts, with its name in the message."""
     c, a, r = exp.coding, exp.allocation, exp.run
-    for codec in c.codecs:
-        if codec not in CODECS:
-            raise InputError(f"experiment: unknown codec {codec!r} (choose from {', '.join(CODECS)})")
-    for layout in c.layouts:
-        if layout not in LAYOUTS:
-            raise InputError(f"experiment: unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
-    if c.quant not in QUANTIZERS:
-        raise InputError(f"experiment: unknown quantizer {c.quant!r} (choose from {', '.join(QUANTIZERS)})")
-    if c.bits not in (8, 10):
-        raise InputError("experiment: bits must be 8 or 10")
-    if not c.qps or not all(isinstance(q, int) for q in c.qps):
+    _choices("codec", c.codecs, CODECS)
+    _choices("layout", c.layouts, LAYOUTS)
+    _choices("quantizer", [c.quant], QUANTIZERS)
+    _choices("reorder", [c.reorder], REORDERS)
+    _choices("allocation", a.methods, ALLOCATORS)
+    _choices("distance", [a.distance], DISTANCES)
+    _choices("executor", [r.executor], EXECUTORS)
+    unknown = sorted(set(c.presets) - set(c.codecs))
+    if unknown:
+        raise InputError(f"experiment: presets given for codec(s) not in codecs: {', '.join(unknown)}")
+    if not c.qps or not all(isinstance(q, int) and not isinstance(q, bool) for q in c.qps):
         raise InputError("experiment: [coding] qps must be a non-empty list of integers")
-    for method in a.methods:
-        if method not in ALLOCATIONS:
-            raise InputError(f"experiment: unknown allocation {method!r} (choose from {', '.join(ALLOCATIONS)})")
+    for spec in c.specs():
+        try:
+            spec.checked()
+            for q in [*c.qps, a.profile_qp]:
+                spec.check_qp(q, "QP")
+        except InputError as exc:
+            raise InputError(f"experiment: {exc}") from None
     if "uniform" not in a.methods:
         a.methods.insert(0, "uniform")  # the anchor every BD-rate is measured against
-    from sensitivity import DISTANCES
-
-    if a.distance not in DISTANCES:
-        raise InputError(f"experiment: unknown distance {a.distance!r} (choose from {', '.join(DISTANCES)})")
     if a.profile_images < 1 or a.qp_range < 0:
         raise InputError("experiment: profile_images must be ≥ 1 and qp_range ≥ 0")
-    if r.executor not in ("local", "dask", "serial"):
-        raise InputError(f"experiment: executor must be local, dask or serial, got {r.executor!r}")
+    try:
+        RdoSettings(lam=0.0, **a.rdo_options()).checked()
+    except InputError as exc:
+        raise InputError(f"experiment: [allocation] {exc}") from None
     if r.batch_size < 1:
         raise InputError("experiment: batch_size must be ≥ 1")
+    if r.workers is not None and r.workers < 1:
+        raise InputError("experiment: workers must be ≥ 1")
     for d in exp.datasets:
         if d.limit is not None and d.limit < 1:
             raise InputError("experiment: dataset limit must be ≥ 1")
+
+
+def _choices(kind: str, values: list[Any], registry: Any) -> None:
+    for v in values:
+        if v not in registry:
+            raise InputError(f"experiment: unknown {kind} {v!r} (choose from {', '.join(registry)})")

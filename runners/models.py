@@ -24,16 +24,15 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, fx, nn
 from torchvision.models import feature_extraction as _fe
-from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.segmentation.deeplabv3 import DeepLabV3
-from torchvision.models.segmentation.fcn import FCN
 
+from sensitivity.graph import CutBypassed, extract_subgraph, penultimate_graph
 from vcfc.errors import InputError
 
-from .presets import FPN_NAMES, presets_of
-from .weights import WeightsSpec, build_model, default_transforms
+from .presets import FPN_NAMES, PRESETS, presets_of
+from .tasks import Task, task_of_model
+from .weights import WeightsSpec, build_model, load_checkpoint, resolve_weights
 
 Shape = tuple[int, ...]
 
@@ -210,49 +209,13 @@ class _Cut:
 
     def _extract(self, inp: fx.Node, out: fx.Node, name: str, model_name: str, at: str) -> fx.GraphModule:
         """GraphModule computing `out` from `inp` alone; InputError if a path bypasses `inp`."""
-        needed: set[fx.Node] = set()
-        stack = [out]
-        while stack:
-            n = stack.pop()
-            if n in needed:
-                continue
-            needed.add(n)
-            if n is inp:
-                continue
-            if n.op == "placeholder":
-                where = at if self.qual[inp] == at else f"{at}' ('{self.qual[inp]}"
-                raise InputError(
-                    f"'{where}' is not a valid cut of {model_name}: another path "
-                    f"(e.g. a residual connection) bypasses it; {self.hint(model_name)}")
-            stack.extend(n.all_input_nodes)
-        g = fx.Graph()
-        env: dict[fx.Node, fx.Node] = {inp: g.placeholder(name)}
-        for n in self.graph.nodes:
-            if n in needed and n is not inp:
-                env[n] = g.node_copy(n, lambda a: env[a])
-        g.output(env[out])
-        gm = fx.GraphModule(self.root, g)
-        return gm.eval()
-
-    def penultimate_module(self, model_name: str, at: str) -> fx.GraphModule:
-        """features -> input of the last Linear/Conv2d (the classifier layer)."""
-        mods = dict(self.root.named_modules())
-        last = None
-        for n in self.nodes:
-            if n.op == "call_module" and isinstance(mods.get(n.target), (nn.Linear, nn.Conv2d)):
-                last = n
-        if last is None:
-            raise InputError(f"{model_name}: no classifier layer found")
-        pre = last.all_input_nodes[0]
-        index = {n: i for i, n in enumerate(self.nodes)}
-        if index[pre] < index[self.cut]:
-            raise InputError(f"{model_name}: cut '{at}' lies after the classifier input; no penultimate output")
-        return self._extract(self.cut, pre, "features", model_name, at)
-
-
-def _pool(t: Tensor) -> Tensor:
-    # pre-logit features of a conv classifier (squeezenet) are a map: pool it to a vector
-    return t.mean(dim=(-2, -1)) if t.dim() == 4 else t
+        try:
+            return extract_subgraph(self.root, self.graph, out, inp, name)
+        except CutBypassed:
+            where = at if self.qual[inp] == at else f"{at}' ('{self.qual[inp]}"
+            raise InputError(
+                f"'{where}' is not a valid cut of {model_name}: another path "
+                f"(e.g. a residual connection) bypasses it; {self.hint(model_name)}") from None
 
 
 def _batch(images: Tensor | Sequence[Tensor], device: torch.device) -> Tensor:
@@ -276,7 +239,7 @@ class ClassifierSplit(Split):
         self._cut = _Cut(model, module_path, model_name)
         self.head_module = self._cut.head
         self.tail_module = self._cut.tail
-        self._pre: fx.GraphModule | None = None
+        self._pre: nn.Module | None = None
 
     def _run_head(self, x: Tensor, record: bool = True) -> Tensor:
         with torch.no_grad():
@@ -293,10 +256,17 @@ class ClassifierSplit(Split):
     def penultimate(self, features: Tensor | Mapping[str, Tensor],
                     meta: Mapping[str, Any] | None = None) -> Tensor:
         """Input of the last classifier layer, globally average-pooled if it is a map."""
-        if self._pre is None:
-            self._pre = self._cut.penultimate_module(self.model_name, self.layer)
         with torch.no_grad():
-            return _pool(self._pre(_single(features).to(self.device)))
+            return self.penultimate_module()(_single(features).to(self.device))
+
+    def penultimate_module(self) -> nn.Module:
+        """features -> penultimate output as a differentiable module (for the sensitivity sweep)."""
+        if self._pre is None:
+            try:
+                self._pre = penultimate_graph(self.tail_module)
+            except InputError as exc:
+                raise InputError(f"{self.model_name} cut at '{self.layer}': {exc}") from None
+        return self._pre
 
     def valid_cuts(self) -> list[str]:
         return self._cut.valid_cuts()
@@ -375,8 +345,7 @@ class RCNNSplit(Split):
     def __init__(self, model: GeneralizedRCNN, model_name: str, at: str, module_path: str,
                  transforms: Callable, device: torch.device, send_p6: bool = True) -> None:
         super().__init__(model, model_name, at, module_path, transforms, device)
-        self.task = ("instance" if isinstance(model, MaskRCNN) else
-                     "keypoints" if isinstance(model, KeypointRCNN) else "detection")
+        self.task = task_of_model(model).name
         self.send_p6 = send_p6
 
     def _run_head(self, x: Tensor | Sequence[Tensor], record: bool = True) -> FeatureDict:
@@ -434,18 +403,6 @@ class RCNNSplit(Split):
 
 # --------------------------------------------------------------------------- entry points
 
-def _task_of_module(model: nn.Module) -> str:
-    if isinstance(model, MaskRCNN):
-        return "instance"
-    if isinstance(model, KeypointRCNN):
-        return "keypoints"
-    if isinstance(model, (FasterRCNN, GeneralizedRCNN)):
-        return "detection"
-    if isinstance(model, (FCN, DeepLabV3)):
-        return "segmentation"
-    return "classification"
-
-
 def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec = "DEFAULT", *,
           seed: int = 0, device: str | torch.device = "cpu", send_p6: bool = True,
           model_kwargs: Mapping[str, Any] | None = None, model_name: str | None = None) -> Split:
@@ -462,17 +419,16 @@ def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec =
     if isinstance(model_name_or_module, nn.Module):
         model = model_name_or_module.eval()
         name = model_name or type(model).__name__.lower()
-        task = _task_of_module(model)
-        transforms = default_transforms("detection" if task in ("instance", "keypoints") else task)
+        task = task_of_model(model)
+        transforms = task.default_transforms()
         if weights is not None and not (isinstance(weights, str) and weights in ("DEFAULT", "none")):
-            from .weights import load_checkpoint, resolve_weights
             resolved = resolve_weights(name, weights)
             if resolved is not None and not hasattr(resolved, "url"):
                 load_checkpoint(model, resolved)
     elif isinstance(model_name_or_module, str):
         name = model_name_or_module
         model, transforms = build_model(name, weights, seed=seed, model_kwargs=model_kwargs)
-        task = _task_of_module(model)
+        task = task_of_model(model)
     else:
         raise InputError(f"model must be a torchvision model name or an nn.Module, "
                          f"not {type(model_name_or_module).__name__}")
@@ -480,19 +436,28 @@ def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec =
     return _make_split(model, name, at, task, transforms, dev, send_p6)
 
 
-def _make_split(model: nn.Module, name: str, at: str, task: str, transforms: Callable,
+def _make_split(model: nn.Module, name: str, at: str, task: Task, transforms: Callable,
                 device: torch.device, send_p6: bool = True) -> Split:
     if not isinstance(at, str) or not at:
         raise InputError("the split point must be a non-empty string (preset or module path)")
-    presets = presets_of(name)
-    path = presets.get(at, at)
-    if task == "classification":
-        return ClassifierSplit(model, name, at, path, transforms, device)
-    if task == "segmentation":
-        return SegmentationSplit(model, name, at, path, transforms, device)
-    if path not in ("backbone", "fpn"):
-        raise InputError(f"{name}: R-CNN models split after the FPN only: use at='fpn'")
-    return RCNNSplit(model, name, at, "backbone", transforms, device, send_p6=send_p6)
+    path = presets_of(name).get(at, at)
+    cls = _SPLITS[task.name]
+    if cls is RCNNSplit:
+        if path not in ("backbone", "fpn"):
+            raise InputError(f"{name}: R-CNN models split after the FPN only: use at='fpn'")
+        return RCNNSplit(model, name, at, "backbone", transforms, device, send_p6=send_p6)
+    return cls(model, name, at, path, transforms, device)
+
+
+_SPLITS: dict[str, type[Split]] = {"classification": ClassifierSplit, "segmentation": SegmentationSplit,
+                                   "detection": RCNNSplit, "instance": RCNNSplit, "keypoints": RCNNSplit}
+
+
+def meta_split(model_name: str, at: str) -> Split:
+    """The split of a parameter-less (meta device) model: checks that the model and the layer
+    exist and gives feature shapes, without weights, downloads or compute."""
+    model, transforms = build_model(model_name, None, meta=True)
+    return _make_split(model, model_name, at, task_of_model(model), transforms, torch.device("meta"))
 
 
 def list_models(input_hw: tuple[int, int] = (224, 224)) -> list[dict[str, Any]]:
@@ -501,11 +466,10 @@ def list_models(input_hw: tuple[int, int] = (224, 224)) -> list[dict[str, Any]]:
 
     Shapes come from meta-device models (no weights, no downloads, no compute).
     """
-    from .presets import PRESETS
     rows = []
     for name, presets in PRESETS.items():
         model, transforms = build_model(name, None, meta=True)
-        task = _task_of_module(model)
+        task = task_of_model(model)
         enum = torchvision.models.get_model_weights(name)
         entries = []
         for preset in presets:
@@ -513,6 +477,6 @@ def list_models(input_hw: tuple[int, int] = (224, 224)) -> list[dict[str, Any]]:
             shape = s.feature_shapes(input_hw)
             shape = {k: list(v) for k, v in shape.items()} if isinstance(shape, dict) else list(shape)
             entries.append({"name": preset, "module": s.module_path, "shape": shape})
-        rows.append({"model": name, "task": task, "default_weights": enum.DEFAULT.name,
+        rows.append({"model": name, "task": task.name, "default_weights": enum.DEFAULT.name,
                      "presets": entries})
     return rows

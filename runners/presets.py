@@ -7,18 +7,6 @@ listed in docs/splits.md and checked by tests/test_split.py.
 
 from __future__ import annotations
 
-# task of a torchvision model name; anything else torchvision knows is a classifier
-DETECTION_TASKS: dict[str, str] = {
-    "fasterrcnn_resnet50_fpn": "detection",
-    "fasterrcnn_resnet50_fpn_v2": "detection",
-    "maskrcnn_resnet50_fpn": "instance",
-    "maskrcnn_resnet50_fpn_v2": "instance",
-    "keypointrcnn_resnet50_fpn": "keypoints",
-}
-SEGMENTATION_MODELS: tuple[str, ...] = (
-    "fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-)
-
 _VGG16 = {
     # Hu et al. / Chen et al.: "convN" = output of conv block N (last conv+ReLU before the
     # pool), "poolN" = output of the max-pool that closes block N.
@@ -69,15 +57,6 @@ PRESETS: dict[str, dict[str, str]] = {
 
 # torchvision keys of the FPN levels -> the names used in papers and in .vcfc files
 FPN_NAMES: dict[str, str] = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "p6"}
-
-
-def task_of(model_name: str) -> str:
-    """Task of a torchvision model name (classification unless known otherwise)."""
-    if model_name in DETECTION_TASKS:
-        return DETECTION_TASKS[model_name]
-    if model_name in SEGMENTATION_MODELS:
-        return "segmentation"
-    return "classification"
 
 
 def presets_of(model_name: str) -> dict[str, str]:

@@ -21,9 +21,9 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -34,6 +34,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from vcfc.codecs import CODECS
+from vcfc.errors import InputError
+from vcfc.ffmpeg import capabilities, find_ffmpeg
+from vcfc.io import atomic_path, atomic_write
+from vcfc.version import __version__
 
 OK_SUFFIX = ".ok.parquet"
 ERR_SUFFIX = ".err.parquet"
@@ -62,23 +68,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # survive a power cut, not just a process kill
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_write_table(path: Path, table: pa.Table) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    _atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def _scalar(v: Any) -> Any:
@@ -296,20 +288,16 @@ def _git(cwd: Path, *args: str) -> str | None:
 
 def software_versions() -> dict[str, Any]:
     """vcfc, python, torch, torchvision, numpy, ffmpeg/x265/vvenc versions (None when unknown)."""
-    from vcfc.version import __version__
-
     info: dict[str, Any] = {
         "vcfc": __version__,
         "python": platform.python_version(),
         **{n: _dist_version(n) for n in ("torch", "torchvision", "numpy", "pandas", "pyarrow", "av")},
     }
     try:
-        from vcfc.ffmpeg import capabilities, find_ffmpeg
-
         path = find_ffmpeg()
         caps = capabilities(path)
         info.update(ffmpeg_path=path, ffmpeg=caps.get("version"),
-                    x265=caps.get("x265_version"), vvenc=caps.get("vvenc_version"))
+                    **{name: cls.library_version(path) for name, cls in CODECS.items() if cls.encoder})
     except Exception as exc:  # noqa: BLE001 - a manifest must not fail a run
         info.update(ffmpeg=None, x265=None, vvenc=None, ffmpeg_error=" ".join(str(exc).split()))
     return info
@@ -334,7 +322,8 @@ def write_manifest(run_dir: str | os.PathLike[str], experiment: Mapping[str, Any
         except (OSError, ValueError):
             old = {}
         if old.get("experiment") not in (None, experiment) and not force:
-            raise ValueError(f"{path}: run dir holds a different experiment; use a new run dir (or force=True)")
+            raise InputError(f"{run_dir}: this run folder holds a different experiment; use another --out, "
+                             f"or --new to delete its rows and start over")
     cwd = Path.cwd()
     now = _now()
     manifest: dict[str, Any] = {
@@ -350,7 +339,7 @@ def write_manifest(run_dir: str | os.PathLike[str], experiment: Mapping[str, Any
         "ended": None,
         "resumed": old.get("resumed", []) + ([now] if old else []),
     }
-    _atomic_write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True))
     return path
 
 
@@ -361,7 +350,7 @@ def update_manifest(run_dir: str | os.PathLike[str], **fields: Any) -> Path | No
         return None
     manifest = json.loads(path.read_text())
     manifest.update(json.loads(json.dumps(fields, default=str)))
-    _atomic_write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode())
+    atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True))
     return path
 
 
@@ -376,3 +365,59 @@ def iter_keys(tasks: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict]]:
         seen[k] = i
         out.append((k, dict(t)))
     return out
+
+
+class RunDir:
+    """The files of one experiment run folder; the only place that knows their names.
+
+        manifest.json      the experiment, software, machine (write_manifest)
+        rows/, rows.parquet the grid's rows (RowStore)
+        allocations.json   fixed per-channel QPs from profiles
+        lambdas.json       rdo's λ per (model, layer, codec, layout, QP), from calibration images
+        profiles/          sensitivity profiles (Parquet + CSV + JSON + PNG)
+        sample.npz         the pictures one image's features were really coded as (for the report)
+        report/            `vcfc report`'s default output
+    """
+
+    MANIFEST = "manifest.json"
+    ALLOCATIONS = "allocations.json"
+    LAMBDAS = "lambdas.json"
+    SAMPLE = "sample.npz"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    manifest_path = property(lambda self: self.path / self.MANIFEST)
+    allocations_path = property(lambda self: self.path / self.ALLOCATIONS)
+    lambdas_path = property(lambda self: self.path / self.LAMBDAS)
+    sample_path = property(lambda self: self.path / self.SAMPLE)
+    profiles_dir = property(lambda self: self.path / "profiles")
+    report_dir = property(lambda self: self.path / "report")
+
+    def profile_prefix(self, *parts: str) -> Path:
+        return self.profiles_dir / "__".join(parts).replace("/", "_")
+
+    def is_run(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def manifest(self) -> dict[str, Any]:
+        if not self.is_run():
+            raise InputError(f"{self.path}: not a run folder (no {self.MANIFEST}); make one with `vcfc run`")
+        return json.loads(self.manifest_path.read_text())
+
+    def rows(self) -> RowStore:
+        return RowStore(self.path)
+
+    def read_json(self, path: Path) -> Any:
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_json(self, path: Path, obj: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(obj, sort_keys=True))
+
+    def clear(self) -> None:
+        """Delete everything a run wrote here (for `vcfc run --new`); other files stay."""
+        for p in (self.path / "rows", self.profiles_dir, self.report_dir):
+            shutil.rmtree(p, ignore_errors=True)
+        for p in (self.path / COMPACTED, self.allocations_path, self.lambdas_path, self.sample_path, self.manifest_path):
+            p.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ Every failure is a one-line `InputError` (no urllib traceback escapes).
 from __future__ import annotations
 
 import http.client
+import inspect
 import logging
 import os
 import warnings
@@ -27,7 +28,7 @@ from torchvision.models import WeightsEnum
 
 from vcfc.errors import InputError
 
-from .presets import task_of
+from .tasks import task_of_model
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +95,28 @@ def cache_file(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
 
 
-def default_transforms(task: str) -> Callable:
-    """Standard preprocessing of a task when the weights carry none (random init, checkpoint).
+def weights_available(model_name: str, weights: WeightsSpec) -> bool:
+    """Whether these weights can be loaded without a download (cached file or local checkpoint)."""
+    try:
+        resolved = resolve_weights(model_name, weights)
+    except InputError:
+        return False
+    if isinstance(resolved, WeightsEnum):
+        return cache_file(resolved).is_file()
+    return resolved is not None
 
-    Taken from torchvision's own weight metadata (no download): ImageNet resize-256/crop-224 +
-    mean/std for classifiers, resize-520 + mean/std for segmentation, and to-float only for
-    R-CNN models (they normalise inside the model).
-    """
-    m = torchvision.models
-    if task == "classification":
-        return m.ResNet50_Weights.IMAGENET1K_V1.transforms()
-    if task == "segmentation":
-        return m.segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.transforms()
-    return m.detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.transforms()
+
+def random_weights_hint(model_name: str, weights: WeightsSpec) -> str:
+    """What to do to get real weights: the file torchvision wants and where it looks for it."""
+    try:
+        resolved = resolve_weights(model_name, weights)
+    except InputError:
+        resolved = None
+    if isinstance(resolved, WeightsEnum):
+        f = cache_file(resolved)
+        return (f"Put {f.name} in {f.parent} (`make weights` copies ../shared/weights into .cache/torch; "
+                f"then export TORCH_HOME=$PWD/.cache/torch), or let torchvision download it once online.")
+    return "Pass real weights: a torchvision weights name with its file in $TORCH_HOME/hub/checkpoints, or a checkpoint path."
 
 
 def build_model(model_name: str, weights: WeightsSpec = "DEFAULT", *, seed: int = 0,
@@ -119,16 +129,15 @@ def build_model(model_name: str, weights: WeightsSpec = "DEFAULT", *, seed: int 
     builder = _builder(model_name)
     resolved = None if meta else resolve_weights(model_name, weights)
     kwargs = dict(model_kwargs or {})
-    task = task_of(model_name)
     if not isinstance(resolved, WeightsEnum) and "weights_backbone" not in kwargs:
         # torchvision's default backbone weights would trigger a download
-        import inspect
         if "weights_backbone" in inspect.signature(builder).parameters:
             kwargs["weights_backbone"] = None
 
     if meta:
         with torch.device("meta"):
-            return builder(weights=None, **kwargs).eval(), default_transforms(task)
+            model = builder(weights=None, **kwargs).eval()
+        return model, task_of_model(model).default_transforms()
 
     if isinstance(resolved, WeightsEnum):
         cached = cache_file(resolved)
@@ -154,7 +163,7 @@ def build_model(model_name: str, weights: WeightsSpec = "DEFAULT", *, seed: int 
         log.warning("%s: %s", model_name, RANDOM_MESSAGE)
     else:
         load_checkpoint(model, resolved)
-    return model.eval(), default_transforms(task)
+    return model.eval(), task_of_model(model).default_transforms()
 
 
 def load_checkpoint(model: nn.Module, path: str | os.PathLike) -> None:

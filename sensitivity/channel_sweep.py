@@ -1,17 +1,21 @@
-"""`measure`: per-channel sensitivity of one cut, averaged over images (Hu et al., Algorithm 1).
+"""Per-channel sensitivity of one cut to codec noise (Hu et al., Algorithm 1).
 
-For every image: reference = fn(x); for each channel i, x with only channel i replaced by its
-codec round trip at QP_base; distance to the reference; averaged over images.
+`ChannelSweep` measures ONE image: reference = fn(x); for each channel i, x with only channel i
+replaced by its codec round trip; distance to the reference. `measure` averages it over images
+into a Profile (with the codec round trip of image k+1 overlapping the sweep of image k);
+per-image allocation (sensitivity.perimage) uses ChannelSweep directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,13 +24,14 @@ from torch import Tensor, nn
 
 import vcfc
 from vcfc.errors import InputError
+from vcfc.spec import CodingSpec
 
-from .distances import DISTANCES, get_distance
-from .noise import CodecSpec, rd_tables, roundtrip
+from .distances import Distance, get_distance
+from .noise import rd_tables, roundtrip
+from .options import METHODS, PRECISIONS, SweepOptions
 from .profile import Profile
 from .sweep import ChunkTuner, chunk_size, pick_linear, sweep_exact, sweep_naive, sweep_taylor
 
-METHODS = ("exact", "taylor", "naive")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -42,6 +47,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+@contextlib.contextmanager
+def precision(mode: str, device: torch.device) -> Iterator[None]:
+    """fp32: exact float32 (TF32 off for cuBLAS and cuDNN, restored afterwards: PyTorch's Hopper
+    defaults run fp32 convolutions in TF32, measured 1.3e-2 off the naive loop on an H100);
+    tf32: allow TF32; bf16: autocast to bfloat16. Rank agreement with fp32: the sensitivity benchmark."""
+    if mode not in PRECISIONS:
+        raise InputError(f"unknown precision {mode!r}; choose from {', '.join(PRECISIONS)}")
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = mode == "tf32"
+    try:
+        if mode == "bf16":
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
 def _as_batch(x: Any, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
     t = torch.as_tensor(x)
     if t.dim() == 3:
@@ -51,141 +75,168 @@ def _as_batch(x: Any, device: torch.device, dtype: torch.dtype = torch.float32) 
     return t.to(device, dtype)
 
 
+class ChannelSweep:
+    """One image's per-channel distances: fn(x) vs fn(x with channel i from xn), for every i."""
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], distance: Distance, options: SweepOptions,
+                 spec: CodingSpec, qp: int) -> None:
+        if options.method == "taylor" and not distance.differentiable:
+            raise InputError(f"method taylor needs a differentiable distance, not {distance.name}")
+        self.options, self.distance, self.spec, self.qp = options, distance, spec, qp
+        self.device = resolve_device(options.device)
+        self.dtype = options.dtype if isinstance(options.dtype, torch.dtype) else getattr(torch, options.dtype)
+        if isinstance(fn, nn.Module):
+            fn.to(self.device, self.dtype)
+        self.fn = fn
+        # CPU convolutions run ~2x faster on channels-last tensors; the sweep works on a converted
+        # copy so the caller's module (and the naive baseline) is left as it was.
+        self.fast = self.device.type == "cpu" and options.method == "exact" and isinstance(fn, nn.Module)
+        self.sweep_fn = copy.deepcopy(fn).to(memory_format=torch.channels_last) if self.fast else fn
+        self.tuner = ChunkTuner(options.max_batch) if self.device.type == "cpu" and options.max_bytes is None else None
+        self.linear = None
+        self.linear_checked = False
+        self.chunk = 1
+        self.images = 0
+
+    def __call__(self, x: Tensor, xn: Tensor | None) -> Tensor:
+        """(C,) float64 distances on the CPU; x and xn are (1,C,H,W) on the sweep's device."""
+        o = self.options
+        with precision(o.precision, self.device):
+            if o.method == "exact":
+                s = self._exact(x, xn)
+            elif o.method == "taylor":
+                s = sweep_taylor(self.fn, x, xn, self.distance, probes=o.taylor_probes,
+                                 chunk=chunk_size(x, o.max_batch, o.max_bytes),
+                                 distance="kl" if self.distance.name == "kl" else "mse", seed=self.images)
+            else:
+                channels = list(o.naive_channels) if o.naive_channels is not None else None
+                s = sweep_naive(self.fn, x, self.distance, self.qp, self.spec, channels)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.images += 1
+        return s
+
+    def _exact(self, x: Tensor, xn: Tensor) -> Tensor:
+        o = self.options
+        self.chunk = chunk_size(x, o.max_batch, o.max_bytes)
+        if self.fast and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+            xn = xn.contiguous(memory_format=torch.channels_last)
+        if not self.linear_checked:
+            self.linear = pick_linear(self.sweep_fn, x, xn, self.distance, self.chunk, o.linear)
+            self.linear_checked = True
+        s = sweep_exact(self.sweep_fn, x, xn, self.distance, self.tuner or self.chunk, self.linear)
+        self.chunk = self.tuner.best if self.tuner else self.chunk
+        return s
+
+    def describe(self) -> dict[str, Any]:
+        o = self.options
+        return {"method": o.method, "device": str(self.device), "precision": o.precision,
+                "chunk": self.chunk if o.method == "exact" else 1,
+                "taylor_probes": o.taylor_probes if o.method == "taylor" else None,
+                "linear_trick": self.linear is not None}
+
+
+def sweep_function(distance: Distance, tail: Callable[[Tensor], Tensor],
+                   penultimate: Callable[[Tensor], Tensor] | None) -> Callable[[Tensor], Tensor]:
+    """The callable whose output ``distance`` compares."""
+    if distance.reads == "penultimate":
+        if penultimate is None:
+            raise InputError("distance penultimate needs a penultimate callable (or use --distance output/kl/top1)")
+        return penultimate
+    return tail
+
+
 def measure(
     features: Iterable[Any],
     *,
     tail: Callable[[Tensor], Tensor],
     penultimate: Callable[[Tensor], Tensor] | None = None,
     qp_base: int,
-    codec: str = "x265",
-    quant: str = "minmax",
-    bits: int = 8,
-    layout: str = "frames",
-    preset: str | None = None,
+    spec: CodingSpec | None = None,
     distance: str = "penultimate",
-    method: str = "exact",
-    device: str | torch.device = "auto",
-    max_batch: int = 64,
-    max_bytes: int | None = None,
-    linear: str = "auto",
-    taylor_probes: int = 16,
-    dtype: torch.dtype = torch.float32,
+    options: SweepOptions | None = None,
     rd_qps: Sequence[int] | None = None,
-    naive_channels: Sequence[int] | None = None,
     progress: bool = False,
     meta: dict[str, Any] | None = None,
+    **option_overrides: Any,
 ) -> Profile:
-    """Per-channel sensitivity profile of a single-tensor cut.
+    """Per-channel sensitivity profile of a single-tensor cut, averaged over images.
 
     features: iterable of per-image features, (C,H,W) or (1,C,H,W) tensors/arrays.
-    tail / penultimate: callables on (B,C,H,W) batches (on `device`); "penultimate" distance uses
-      `penultimate`, the others `tail`. For method "taylor" they must be differentiable (pass the
-      GraphModules, e.g. `penultimate_graph(split.tail_module)`, not no_grad wrappers).
-    method: exact (batched, chunks of ≤ max_batch variants and ≤ max_bytes), naive (per channel
-      one ffmpeg run and a batch-1 forward; `naive_channels` limits it to some channels, the rest
-      NaN) or taylor (one backward pass per image).
-    linear: on|off|auto -- the leading-conv trick for exact (auto: timed on the first image).
-    taylor_probes: random probes of the Taylor estimator (0: plain gradient·noise, see sweep_taylor).
-    dtype: compute precision (float64 for equality tests: MSEs of small output differences
-      cancel in float32; nn.Module callables are cast, other callables must cope).
-    rd_qps: also measure per-channel rate/distortion tables at these QPs (for allocate_lagrangian).
-    layout: "frames" (default) codes every channel as its own picture, so one encode per image
-      gives each channel's round trip exactly as if it were coded alone.
+    tail / penultimate: callables on (B,C,H,W) batches; the distance says which one it reads.
+      For method "taylor" they must be differentiable (pass GraphModules, e.g.
+      `split.penultimate_module()`, not no_grad wrappers).
+    spec: how features are coded (default: x265, minmax, 8-bit, layout frames -- one picture per
+      channel, so one encode per image gives each channel's round trip exactly as if coded alone).
+    options / option_overrides: SweepOptions (method, device, max_batch, ..., precision).
+    rd_qps: also measure per-channel rate/distortion tables at these QPs (for the Lagrangian).
     """
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if distance not in DISTANCES:
-        raise InputError(f"unknown distance {distance!r}; choose from {', '.join(DISTANCES)}")
-    if method == "taylor" and distance == "top1":
-        raise InputError("method taylor needs a differentiable distance (penultimate, output or kl), not top1")
-    if distance == "penultimate" and penultimate is None:
-        raise InputError("distance penultimate needs a penultimate callable (or use --distance output/kl/top1)")
-    if max_batch < 1:
-        raise InputError(f"max_batch must be >= 1, got {max_batch}")
-    dev = resolve_device(device)
-    fn = penultimate if distance == "penultimate" else tail
-    if isinstance(fn, nn.Module):
-        fn.to(dev, dtype)
-    # CPU convolutions run ~2x faster on channels-last tensors; the sweep works on a converted copy
-    # so the caller's module (and the naive baseline) is left as it was.
-    fast = dev.type == "cpu" and method == "exact" and isinstance(fn, nn.Module)
-    sweep_fn = copy.deepcopy(fn).to(memory_format=torch.channels_last) if fast else fn
-    tuner = ChunkTuner(max_batch) if dev.type == "cpu" and max_bytes is None else None
+    opts = SweepOptions.build(options, option_overrides)
+    spec = (spec or replace(CodingSpec(), layout="frames")).checked()
     dist = get_distance(distance)
-    spec = CodecSpec(codec, quant, bits, layout, preset)
-    lo, hi = spec.qp_limits()
-    if not lo <= qp_base <= hi:
-        raise InputError(f"qp_base {qp_base} outside {codec}'s QP range {lo}..{hi}")
-
+    fn = sweep_function(dist, tail, penultimate)
+    spec.check_qp(int(qp_base), "qp_base")
+    sweep = ChannelSweep(fn, dist, opts, spec, int(qp_base))
     total: np.ndarray | None = None
     rd_sum: list[np.ndarray] | None = None
     n = 0
     t_codec = t_fwd = 0.0
-    lin = None
-    lin_checked = False
-    chunk = 1
-    images = features
-    if progress:
-        from tqdm import tqdm
-
-        images = bar = tqdm(features, desc=f"sensitivity ({method})", unit="img", file=sys.stderr)
-    # The codec round trip of image k+1 runs (ffmpeg, out of process) while image k is swept.
-    pool = ThreadPoolExecutor(1) if method != "naive" else None
-
-    def noisy(feat: Any) -> tuple[Tensor, Future | None]:
-        x = _as_batch(feat, dev, dtype)
-        return x, pool.submit(roundtrip, x[0].float().cpu(), qp_base, spec) if pool else None
-
-    it = iter(images)
-    ahead = [noisy(f) for f in itertools.islice(it, 1)]
-    while ahead:
-        x, pending = ahead.pop()
-        t0 = time.perf_counter()
-        xn = None
-        if pending is not None:
-            xn = _as_batch(pending.result(), dev, dtype)
-        ahead.extend(noisy(f) for f in itertools.islice(it, 1))
+    for x, xn, waited in _with_noise(features, sweep, progress):
         t1 = time.perf_counter()
-        if method == "exact":
-            chunk = chunk_size(x, max_batch, max_bytes)
-            if fast and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-                xn = xn.contiguous(memory_format=torch.channels_last)
-            if not lin_checked:
-                lin, lin_checked = pick_linear(sweep_fn, x, xn, dist, chunk, linear), True
-            s = sweep_exact(sweep_fn, x, xn, dist, tuner or chunk, lin)
-            chunk = tuner.best if tuner else chunk
-        elif method == "taylor":
-            s = sweep_taylor(fn, x, xn, dist, probes=taylor_probes, chunk=chunk_size(x, max_batch, max_bytes),
-                             distance="kl" if distance == "kl" else "mse", seed=n)
-        else:
-            s = sweep_naive(fn, x, dist, qp_base, spec, list(naive_channels) if naive_channels is not None else None)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        t_codec += t1 - t0
-        t_fwd += t2 - t1
-        total = s.numpy() if total is None else total + s.numpy()
+        s = sweep(x, xn).numpy()
+        t_codec += waited
+        t_fwd += time.perf_counter() - t1
+        total = s if total is None else total + s
         if rd_qps:
             r, d = rd_tables(x[0].float().cpu(), list(rd_qps), spec)
             rd_sum = [r, d] if rd_sum is None else [rd_sum[0] + r, rd_sum[1] + d]
         n += 1
-    if pool is not None:
-        pool.shutdown(wait=True)
     if n == 0 or total is None:
         raise InputError("no images to measure")
     m = dict(meta or {})
     m.update({
-        "images": n, "codec": codec, "quant": quant, "bits": bits, "layout": layout,
-        "preset": preset, "qp_base": int(qp_base), "distance": distance, "method": method,
-        "mode": "channel", "vcfc_version": vcfc.__version__, "device": str(dev),
-        "chunk": chunk if method == "exact" else 1, "taylor_probes": taylor_probes if method == "taylor" else None, "linear_trick": lin is not None,
+        "images": n, "codec": spec.codec, "quant": spec.quant, "bits": spec.bits, "layout": spec.layout,
+        "preset": spec.preset, "qp_base": int(qp_base), "distance": distance, "mode": "channel",
+        "vcfc_version": vcfc.__version__, **sweep.describe(),
         "seconds_codec": t_codec, "seconds_sweep": t_fwd, "seconds_per_image": (t_codec + t_fwd) / n,
     })
     rd = None
     if rd_sum is not None and rd_qps:
-        rd = (sorted(int(q) for q in rd_qps), *(a / n for a in rd_sum))
         order = np.argsort(list(rd_qps))
-        rd = (rd[0], rd[1][:, order], rd[2][:, order])
+        rd = (sorted(int(q) for q in rd_qps), rd_sum[0][:, order] / n, rd_sum[1][:, order] / n)
         m["rd_qps"] = rd[0]
     return Profile.from_arrays(total / n, m, rd=rd)
+
+
+def _with_noise(features: Iterable[Any], sweep: ChannelSweep, progress: bool) -> Iterator[tuple[Tensor, Tensor | None, float]]:
+    """(x, its codec round trip, seconds waited for it) per image, on the sweep's device.
+
+    The round trip of image k+1 runs (ffmpeg, out of process) while image k is swept; the naive
+    method codes channel by channel itself and gets no round trip.
+    """
+    o = sweep.options
+    images: Iterable[Any] = features
+    if progress:
+        from tqdm import tqdm  # deferred: only interactive runs draw a bar
+
+        images = tqdm(features, desc=f"sensitivity ({o.method})", unit="img", file=sys.stderr)
+    pool = ThreadPoolExecutor(1) if o.method != "naive" else None
+
+    def noisy(feat: Any) -> tuple[Tensor, Future | None]:
+        x = _as_batch(feat, sweep.device, sweep.dtype)
+        return x, pool.submit(roundtrip, x[0].float().cpu(), sweep.qp, sweep.spec) if pool else None
+
+    try:
+        it = iter(images)
+        ahead = [noisy(f) for f in itertools.islice(it, 1)]
+        while ahead:
+            x, pending = ahead.pop()
+            t0 = time.perf_counter()
+            xn = _as_batch(pending.result(), sweep.device, sweep.dtype) if pending is not None else None
+            waited = time.perf_counter() - t0
+            ahead.extend(noisy(f) for f in itertools.islice(it, 1))
+            yield x, xn, waited
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)

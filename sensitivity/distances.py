@@ -1,22 +1,20 @@
 """Distances between the reference output (features untouched) and outputs of perturbed variants.
 
-Every function maps ref (1, ...) and out (B, ...) to a (B,) tensor, one distance per variant;
-all are differentiable except top1 (used by the Taylor estimator).
+Registry: DISTANCES (name → Distance). Each maps ref (1, ...) and out (B, ...) to a (B,) tensor,
+one distance per variant; `reads` says which output it compares: "penultimate" (the input of the
+classifier layer) or "output" (the tail's full output, logits for classifiers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vcfc.errors import InputError
 
-# "penultimate": MSE of the output before the classifier (Hu et al.'s choice, the default);
-# the other three read the tail's full output (logits for classifiers).
-DISTANCES = ("penultimate", "output", "kl", "top1")
+if TYPE_CHECKING:  # torch is imported where a distance is computed, not by the CLI listing them
+    from torch import Tensor
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -28,12 +26,12 @@ def mse(ref: Tensor, out: Tensor) -> Tensor:
 
 
 def kl(ref: Tensor, out: Tensor) -> Tensor:
-    """KL(softmax(ref) || softmax(out)) over the class axis (1), averaged over other axes."""
-    # float64: the KL of nearly equal outputs is tiny and would round below zero in float32
-    p = F.log_softmax(ref.double(), dim=1)
-    q = F.log_softmax(out.double(), dim=1)
-    k = (p.exp() * (p - q)).sum(dim=1)
-    return k.reshape(k.shape[0], -1).mean(dim=1).clamp(min=0)
+    """KL(softmax(ref) ‖ softmax(out)) per variant (results.metrics.kl_rows)."""
+    # Deferred (measured): results.metrics imports torch at once, and `vcfc info` imports this
+    # registry for its option lists; torch's import costs ~2 s there.
+    from results.metrics import kl_rows
+
+    return kl_rows(ref, out)
 
 
 def top1_flip(ref: Tensor, out: Tensor) -> Tensor:
@@ -42,7 +40,28 @@ def top1_flip(ref: Tensor, out: Tensor) -> Tensor:
     return f.reshape(f.shape[0], -1).mean(dim=1)
 
 
-def get_distance(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+@dataclass(frozen=True)
+class Distance:
+    name: str
+    fn: Callable[[Tensor, Tensor], Tensor]
+    reads: str              # "penultimate" or "output"
+    differentiable: bool    # usable by the Taylor estimator
+    description: str
+
+    def __call__(self, ref: Tensor, out: Tensor) -> Tensor:
+        return self.fn(ref, out)
+
+
+DISTANCES: dict[str, Distance] = {d.name: d for d in (
+    Distance("penultimate", mse, "penultimate", True,
+             "MSE of the penultimate output (the classifier layer's input, pooled); Hu et al.'s choice"),
+    Distance("output", mse, "output", True, "MSE of the tail's output (logits)"),
+    Distance("kl", kl, "output", True, "KL(softmax(reference) ‖ softmax(coded)) of the logits, nats"),
+    Distance("top1", top1_flip, "output", False, "1 when the top-1 class changes"),
+)}
+
+
+def get_distance(name: str) -> Distance:
     if name not in DISTANCES:
         raise InputError(f"unknown distance {name!r}; choose from {', '.join(DISTANCES)}")
-    return {"penultimate": mse, "output": mse, "kl": kl, "top1": top1_flip}[name]
+    return DISTANCES[name]

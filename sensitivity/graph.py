@@ -1,7 +1,8 @@
-"""torch.fx helpers on a tail GraphModule: its penultimate sub-graph, and its leading conv.
+"""torch.fx helpers: sub-graph extraction (used by model splits too), a tail's penultimate
+sub-graph and its leading conv.
 
-Kept free of `runners`: they take any fx.GraphModule whose single placeholder is the cut tensor
-(what `runners.models.split(...).tail_module` is).
+They take any fx.GraphModule; the tail ones expect a single placeholder, the cut tensor (what
+`runners.models.split(...).tail_module` is).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, fx, nn
+
+from vcfc.errors import InputError
 
 
 class Pooled(nn.Module):
@@ -24,12 +27,19 @@ class Pooled(nn.Module):
         return t.mean(dim=(-2, -1)) if t.dim() == 4 else t
 
 
-def _sub_graph(gm: fx.GraphModule, out: fx.Node, inp: fx.Node | None = None) -> fx.GraphModule:
-    """GraphModule computing `out` (from `inp` as its placeholder, default: gm's own input)."""
-    g = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {}
-    if inp is not None:
-        env[inp] = g.placeholder("x")
+class CutBypassed(InputError):
+    """A path from the graph's input reaches the output without going through the cut node."""
+
+
+def extract_subgraph(root: nn.Module, graph: fx.Graph, out: fx.Node, inp: fx.Node | None = None,
+                     name: str = "x") -> fx.GraphModule:
+    """GraphModule (sharing ``root``'s parameters) computing ``out`` from ``inp`` alone.
+
+    With ``inp`` None the sub-graph keeps the graph's own placeholder(s). With ``inp`` given it
+    becomes the single input (named ``name``); CutBypassed if ``out`` depends on a placeholder
+    other than through ``inp`` (e.g. a residual connection around the cut).
+    The one fx helper behind model splits (runners.models) and the sweep's sub-graphs.
+    """
     needed: set[fx.Node] = set()
     stack = [out]
     while stack:
@@ -37,28 +47,36 @@ def _sub_graph(gm: fx.GraphModule, out: fx.Node, inp: fx.Node | None = None) -> 
         if n in needed:
             continue
         needed.add(n)
-        if n is not inp:
-            stack.extend(n.all_input_nodes)
-    for n in gm.graph.nodes:
+        if n is inp:
+            continue
+        if inp is not None and n.op == "placeholder":
+            raise CutBypassed(f"another path bypasses {inp.name}")
+        stack.extend(n.all_input_nodes)
+    g = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {} if inp is None else {inp: g.placeholder(name)}
+    for n in graph.nodes:
         if n in needed and n not in env:
-            if n.op == "placeholder" and inp is not None:
-                raise ValueError("the sub-graph depends on the input other than through the cut node")
             env[n] = g.node_copy(n, lambda a: env[a])
     g.output(env[out])
-    return fx.GraphModule(gm, g).eval()
+    return fx.GraphModule(root, g).eval()
 
 
-def penultimate_graph(tail: fx.GraphModule) -> nn.Module:
-    """features -> input of the tail's last Linear/Conv2d, pooled if a map: a differentiable
-    twin of `Split.penultimate` (which runs under no_grad) for the Taylor estimator and the sweep."""
+def classifier_input(tail: fx.GraphModule) -> fx.Node:
+    """The node feeding the tail's last Linear/Conv2d (the classifier layer)."""
     mods = dict(tail.named_modules())
     last = None
     for n in tail.graph.nodes:
         if n.op == "call_module" and isinstance(mods.get(n.target), (nn.Linear, nn.Conv2d)):
             last = n
     if last is None:
-        raise ValueError("no Linear/Conv2d classifier layer in the tail")
-    return Pooled(_sub_graph(tail, last.all_input_nodes[0]))
+        raise InputError("no Linear/Conv2d classifier layer after the cut: no penultimate output")
+    return last.all_input_nodes[0]
+
+
+def penultimate_graph(tail: fx.GraphModule) -> nn.Module:
+    """features -> input of the tail's last Linear/Conv2d, globally average-pooled if a map:
+    what `Split.penultimate` runs (under no_grad), differentiable for the Taylor estimator."""
+    return Pooled(extract_subgraph(tail, tail.graph, classifier_input(tail)))
 
 
 @dataclass
@@ -102,5 +120,5 @@ def linear_head(fn: object) -> LinearHead | None:
             and first.args[0] is phs[0] and len(first.args) == 1 and not first.kwargs):
         return None
     out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    rest = _sub_graph(gm, out, inp=first)
+    rest = extract_subgraph(gm, gm.graph, out, inp=first)
     return LinearHead(conv, Pooled(rest) if pooled else rest)  # type: ignore[arg-type]

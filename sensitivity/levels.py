@@ -17,7 +17,9 @@ import torch
 
 import vcfc
 
-from .noise import CodecSpec, roundtrip
+from vcfc.spec import CodingSpec
+
+from .noise import roundtrip, sweep_spec
 from .profile import Profile
 
 
@@ -62,10 +64,7 @@ def measure_levels(
     tail: Callable[[Mapping[str, torch.Tensor]], Any],
     distance: Callable[[Any, Any], float],
     qp_base: int,
-    codec: str = "x265",
-    quant: str = "minmax",
-    bits: int = 8,
-    preset: str | None = None,
+    spec: CodingSpec | None = None,
     levels: list[str] | None = None,
     progress: bool = False,
     meta: dict[str, Any] | None = None,
@@ -74,8 +73,9 @@ def measure_levels(
 
     tail(dict) -> output; distance(ref_output, output) -> float (e.g. `detection_distance`).
     Each dict is one image's pyramid (its `.meta`, if any, is kept on the perturbed copies).
+    spec: codec, quantizer, bits, preset (the layout is always frames).
     """
-    spec = CodecSpec(codec, quant, bits, "frames", preset)
+    spec = sweep_spec(spec)
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     n = 0
@@ -97,8 +97,8 @@ def measure_levels(
         n += 1
     names = list(sums)
     m = dict(meta or {})
-    m.update({"images": n, "codec": codec, "quant": quant, "bits": bits, "layout": "frames",
-              "preset": preset, "qp_base": int(qp_base), "mode": "level", "method": "exact",
+    m.update({"images": n, "codec": spec.codec, "quant": spec.quant, "bits": spec.bits, "layout": "frames",
+              "preset": spec.preset, "qp_base": int(qp_base), "mode": "level", "method": "exact",
               "vcfc_version": vcfc.__version__, "level_channels": counts})
     m.setdefault("distance", getattr(distance, "__name__", "custom"))
     return Profile.from_arrays(np.array([sums[k] / max(n, 1) for k in names]), m, levels=names,

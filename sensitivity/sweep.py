@@ -13,8 +13,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from vcfc.spec import CodingSpec
+
 from .graph import LinearHead, linear_head
-from .noise import CodecSpec, naive_channel_roundtrip
+from .noise import naive_channel_roundtrip
 
 Fn = Callable[[Tensor], Tensor]
 Dist = Callable[[Tensor, Tensor], Tensor]
@@ -107,7 +109,7 @@ def sweep_exact(fn: Fn, x: Tensor, xn: Tensor, dist: Dist, chunk: int | ChunkTun
 
 
 @torch.no_grad()
-def sweep_naive(fn: Fn, x: Tensor, dist: Dist, qp: int, spec: CodecSpec,
+def sweep_naive(fn: Fn, x: Tensor, dist: Dist, qp: int, spec: CodingSpec,
                 channels: list[int] | None = None) -> Tensor:
     """Algorithm 1 as written: per channel, code that channel alone (one ffmpeg run), decode,
     put it back, one batch-1 forward. `channels` limits the sweep (others are NaN)."""

@@ -78,7 +78,7 @@ def test_task_weights():
 
 
 def _run_cli(*argv: str) -> int:
-    from vcfc.commands.sensitivity import register
+    from runners.cli.sensitivity import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers())

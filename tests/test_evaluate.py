@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from runners.datasets import batches, open_dataset
-from runners.evaluate import CodingConfig, evaluate_batch, summarize
+from runners.evaluate import EvalConfig, evaluate_batch, summarize
+from vcfc.spec import CodingSpec
 from runners.models import split
 from tests.test_cli import vcfc_cli
 
@@ -45,7 +46,7 @@ def by_config(rows):
 ])
 def test_reference_top1_reproduces_the_model(shared, torch_home, model, weights, layer, expected):
     sp = split(model, at=layer, weights=weights)
-    rows, ds = run(sp, shared / "data" / "imagenet-sample", [CodingConfig(codec="none")])
+    rows, ds = run(sp, shared / "data" / "imagenet-sample", [EvalConfig()])
     s = summarize(rows, sp.task)
     assert s["images"] == len(ds) == 250
     assert abs(s["top1"] - expected) < 0.09, s["top1"]
@@ -55,7 +56,7 @@ def test_reference_top1_reproduces_the_model(shared, torch_home, model, weights,
 def test_lossless_fidelity_is_exactly_one_and_falls_with_qp(shared, torch_home):
     sp = split("squeezenet1_1", at="fire3", weights="DEFAULT")
     qps = (22, 32, 42, 51)
-    configs = [CodingConfig(codec="lossless", bits=10)] + [CodingConfig(codec="x265", qp=q, preset="ultrafast") for q in qps]
+    configs = [EvalConfig(CodingSpec("lossless", bits=10))] + [EvalConfig(CodingSpec("x265", preset="ultrafast"), qp=q) for q in qps]
     rows, _ = run(sp, shared / "data" / "imagenet-sample", configs, limit=48)
     groups = {}
     for r in rows:
@@ -74,7 +75,7 @@ def test_detection_split_end_to_end_on_coco128(shared):
     sp = split("fasterrcnn_resnet50_fpn", at="fpn", weights=None,
                model_kwargs={"min_size": 256, "max_size": 320, "box_score_thresh": 0.0, "rpn_post_nms_top_n_test": 100,
                              "box_detections_per_img": 20})
-    configs = [CodingConfig(codec="none"), CodingConfig(codec="x265", qp=42, preset="ultrafast")]
+    configs = [EvalConfig(), EvalConfig(CodingSpec("x265", preset="ultrafast"), qp=42)]
     rows, ds = run(sp, shared / "data" / "coco128", configs, limit=2, batch_size=1)
     groups = by_config(rows)
     ref = summarize(groups["none"], sp.task, coco_gt=ds.coco)
@@ -91,7 +92,7 @@ def test_segmentation_pixel_fidelity(shared):
     ds = open_dataset(shared / "data" / "kodak", transform=lambda im: sp.transforms(im.resize((96, 64))), limit=2)
     rows = []
     for batch in batches(ds, 2):
-        rows.extend(evaluate_batch(sp, batch, [CodingConfig(codec="none"), CodingConfig(codec="x265", qp=51, preset="ultrafast")]))
+        rows.extend(evaluate_batch(sp, batch, [EvalConfig(), EvalConfig(CodingSpec("x265", preset="ultrafast"), qp=51)]))
     ref = summarize([r for r in rows if r["codec"] == "none"], sp.task)
     coded = summarize([r for r in rows if r["codec"] == "x265"], sp.task)
     assert ref["fidelity"] == 1.0

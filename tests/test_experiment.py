@@ -18,7 +18,7 @@ from vcfc.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 KODAK = REPO / "vcfc" / "data" / "kodak"
-TIMING = ["head_s", "quant_s", "pack_s", "encode_s", "decode_s", "tail_s", "task_s"]
+TIMING = ["head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s", "task_s"]
 
 
 def write_experiment(path: Path, methods=("uniform",), qps=(32, 42), limit=5, batch_size=1, profile_images=2) -> Path:
@@ -73,7 +73,7 @@ def test_defaults_and_validation(tmp_path: Path):
 
 def test_demo_experiment_file_is_valid():
     exp = load_experiment(REPO / "vcfc" / "data" / "demo.toml")
-    assert exp.models[0].name == "squeezenet1_1" and set(exp.allocation.methods) == {"uniform", "linear", "lagrangian"}
+    assert exp.models[0].name == "squeezenet1_1" and set(exp.allocation.methods) == {"uniform", "perimage", "rdo"}
     assert len(list(Path(exp.datasets[0].path).glob("*.jpg"))) == 24
 
 

@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 import sensitivity as S
-from sensitivity.noise import frame_bytes, naive_channel_roundtrip
+from sensitivity.noise import naive_channel_roundtrip
+from vcfc.codecs import get_codec
+from vcfc.spec import CodingSpec
 from tests.conftest import feature_like
 from vcfc import container
 from vcfc.errors import InputError
@@ -34,7 +36,7 @@ def squeeze():
 
 def test_one_encode_gives_each_channel_as_if_coded_alone():
     x = torch.from_numpy(feature_like(6, 24, 40, seed=1))
-    spec = S.CodecSpec("x265", "minmax", 8)
+    spec = CodingSpec("x265", "minmax", 8, layout="frames")
     noisy = torch.as_tensor(S.roundtrip(x, 37, spec))
     assert not torch.equal(noisy, x)
     for i in (0, 3, 5):
@@ -96,9 +98,9 @@ def test_frame_bytes_split_sums_to_payload():
     x = feature_like(5, 32, 32, seed=2)
     data = vcfc.encode(x, codec="x265", qp=30, layout="frames")
     (payload,) = container.read(data).payloads
-    sizes = frame_bytes(payload, "x265", 5)
+    sizes = get_codec("x265").frame_sizes(payload, 5)
     assert sizes.sum() == pytest.approx(len(payload), abs=4 * 12) and np.all(sizes > 0)
-    rate, dist = S.rd_tables(torch.from_numpy(x), [26, 38], S.CodecSpec())
+    rate, dist = S.rd_tables(torch.from_numpy(x), [26, 38], CodingSpec(layout="frames"))
     assert np.all(rate[:, 0] > rate[:, 1]) and np.all(dist[:, 0] < dist[:, 1])
 
 
@@ -136,7 +138,7 @@ def test_profile_roundtrip(tmp_path: Path):
 
 
 def _run_cli(*argv: str) -> int:
-    from vcfc.commands.sensitivity import register
+    from runners.cli.sensitivity import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers())

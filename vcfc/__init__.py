@@ -6,7 +6,8 @@
     vcfc.inspect(data)["bpfe"]                             # honest rate
 """
 
-from .api import decode, decode_codes, encode, inspect
+from .api import decode, decode_codes, decode_frames, encode, inspect
+from .spec import CodingSpec
 from .errors import CodecError, EncoderMissingError, FormatError, InputError, VcfcError
 from .version import __version__
 
@@ -14,6 +15,8 @@ __all__ = [
     "encode",
     "decode",
     "decode_codes",
+    "decode_frames",
+    "CodingSpec",
     "inspect",
     "VcfcError",
     "InputError",

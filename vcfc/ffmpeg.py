@@ -1,22 +1,28 @@
-"""Locate ffmpeg, report what it can code, and run it over pipes (never through a shell)."""
+"""Locate ffmpeg, report what it can code, and run it over pipes (never through a shell).
+
+Every ffmpeg this process starts is tracked until it exits: `terminate_children` stops the
+ones still running (SIGTERM, then SIGKILL after a grace: VVenC ignores SIGTERM and x265 keeps
+coding after ffmpeg's SIGINT), on Ctrl-C, SIGTERM and at interpreter exit, so no encoder
+outlives vcfc.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import os
 import re
-import contextlib
 import subprocess
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import CodecError, EncoderMissingError
 
 ENV_VAR = "VCFC_FFMPEG"
 BASE_ARGS = ("-hide_banner", "-loglevel", "error", "-nostdin")
-# What vcfc cares about; capabilities() reports these names (True/False) and nothing else.
-ENCODERS = ("libx265", "libvvenc", "mjpeg", "ffv1")
-DECODERS = ("hevc", "vvc", "mjpeg")
 HOW_TO_FIX = "install an ffmpeg built with it and point vcfc at it with --ffmpeg PATH or VCFC_FFMPEG"
 
 
@@ -43,16 +49,69 @@ def _check_exe(path: str, source: str) -> str:
     return path
 
 
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def terminate_children(grace: float = 1.0) -> int:
+    """Stop every ffmpeg this process started that still runs: SIGTERM, SIGKILL after ``grace``
+    seconds. Returns how many were running."""
+    with _LIVE_LOCK:
+        procs = [p for p in _LIVE if p.poll() is None]
+    for p in procs:
+        with contextlib.suppress(OSError):
+            p.terminate()
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                p.kill()
+            p.wait()
+    return len(procs)
+
+
+atexit.register(terminate_children)
+
+
+@contextlib.contextmanager
+def children_stopped_on_interrupt() -> Iterator[None]:
+    """On Ctrl-C / SystemExit inside the block, stop every running ffmpeg at once. Put it INSIDE a
+    thread pool's `with` (``with ThreadPoolExecutor() as pool, children_stopped_on_interrupt():``),
+    so the pool's threads are unblocked before the pool waits for them."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit):
+        terminate_children()
+        raise
+
+
 def run_ffmpeg(path: str, args: list[str], data: bytes | None = None, *, timeout: float | None = None) -> bytes:
     """Run ``path`` with ``BASE_ARGS + args``, feeding ``data`` on stdin; return stdout.
 
-    Raises CodecError naming the last meaningful stderr line on a non-zero exit.
+    Raises CodecError naming the last meaningful stderr line on a non-zero exit. The process is
+    killed if this call ends any other way (an exception, Ctrl-C in this thread).
     """
     cmd = [path, *BASE_ARGS, *args]
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as exc:
         raise CodecError(f"cannot run ffmpeg {path!r}: {exc.strerror or exc}") from None
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    try:
+        return _communicate(proc, path, data, timeout)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            proc.wait()
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+
+
+def _communicate(proc: subprocess.Popen, path: str, data: bytes | None, timeout: float | None) -> bytes:
     # Frames are tens of MB: feed them from a thread in large writes through a widened pipe
     # (communicate() would write 4 KiB per poll, ~6000 round trips for an FPN mosaic).
     _widen_pipe(proc.stdin)
@@ -134,42 +193,40 @@ def _codec_names(listing: str) -> set[str]:
 
 @functools.lru_cache(maxsize=16)
 def capabilities(path: str) -> dict[str, Any]:
-    """What the ffmpeg at ``path`` offers: version, and which vcfc-relevant encoders/decoders exist."""
+    """What the ffmpeg at ``path`` offers (cached per path; treat as read-only).
+
+    ``version``; ``encoders`` / ``decoders``: frozensets of every name ffmpeg lists.
+    (Each codec backend asks for its own library's version: ``Codec.library_version``.)
+    """
     version_text = _query(path, "-version")
     m = re.search(r"ffmpeg version (\S+)", version_text)
-    enc = _codec_names(_query(path, "-encoders"))
-    dec = _codec_names(_query(path, "-decoders"))
     caps: dict[str, Any] = {
         "path": path,
         "version": m.group(1) if m else "unknown",
-        "encoders": {n: n in enc for n in ENCODERS},
-        "decoders": {n: n in dec for n in DECODERS},
+        "encoders": frozenset(_codec_names(_query(path, "-encoders"))),
+        "decoders": frozenset(_codec_names(_query(path, "-decoders"))),
     }
-    if caps["encoders"]["libx265"]:
-        caps["x265_version"] = _lib_version(path, "libx265")
-    if caps["encoders"]["libvvenc"]:
-        caps["vvenc_version"] = _lib_version(path, "libvvenc")
     return caps
 
 
-def _lib_version(path: str, encoder: str) -> str | None:
-    """Library version as the encoder logs it when opened on one tiny frame (None if it won't say)."""
-    args = ["-f", "lavfi", "-i", "color=c=gray:s=64x64:d=0.04", "-frames:v", "1", "-c:v", encoder, "-f", "null", "-"]
-    pix = ["-pix_fmt", "yuv420p10le"] if encoder == "libvvenc" else []
+@functools.lru_cache(maxsize=32)
+def library_version(path: str, encoder: str, pattern: str, pix_fmt: str | None = None) -> str | None:
+    """The library version ``encoder`` logs (matched by ``pattern``) when opened on one tiny frame;
+    None when ffmpeg lacks the encoder or it would not say."""
+    if encoder not in capabilities(path)["encoders"]:
+        return None
+    pix = ["-pix_fmt", pix_fmt] if pix_fmt else []
+    cmd = [path, "-hide_banner", "-nostdin", "-loglevel", "verbose", "-f", "lavfi", "-i", "color=c=gray:s=64x64:d=0.04",
+           *pix, "-frames:v", "1", "-c:v", encoder, "-f", "null", "-"]
     try:
-        proc = subprocess.run([path, "-hide_banner", "-nostdin", "-loglevel", "info", *args[:6], *pix, *args[6:]],
-                              capture_output=True, timeout=60)
+        proc = subprocess.run(cmd, capture_output=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    text = proc.stderr.decode("utf-8", "replace")
-    pattern = r"HEVC encoder version (\S+)" if encoder == "libx265" else r"libvvenc version: (\S+)"
-    m = re.search(pattern, text)
+    m = re.search(pattern, proc.stderr.decode("utf-8", "replace"))
     return m.group(1) if m else None
 
 
 def require_encoder(path: str, name: str) -> None:
     """Raise EncoderMissingError unless the ffmpeg at ``path`` has encoder ``name``."""
-    enc = capabilities(path)["encoders"]
-    have = enc[name] if name in enc else name in _codec_names(_query(path, "-encoders"))
-    if not have:
+    if name not in capabilities(path)["encoders"]:
         raise EncoderMissingError(f"ffmpeg at {path} has no {name} encoder; {HOW_TO_FIX}")

@@ -10,11 +10,10 @@ import numpy as np
 from packing.layouts import LAYOUTS
 from packing.quantizers import QUANTIZERS, QuantParams
 
+from .codecs import CODECS
 from .container import MAX_ELEMENTS, Container
 from .errors import FormatError
 from .features import TensorMeta
-
-CODECS = ("x265", "vvenc", "jpeg", "lossless")
 
 
 @dataclass
@@ -48,8 +47,8 @@ def parse_header(c: Container) -> ParsedHeader:
     if name not in CODECS:
         raise FormatError(f"unknown codec {name!r}")
     bits = _get(codec, "bits", int)
-    if bits not in (8, 10):
-        raise FormatError(f"unsupported bit depth {bits}")
+    if bits not in CODECS[name].bit_depths:
+        raise FormatError(f"unsupported bit depth {bits} for codec {name}")
     layout = _get(h, "layout", str)
     if layout not in LAYOUTS:
         raise FormatError(f"unknown layout {layout!r}")
@@ -70,11 +69,12 @@ def parse_header(c: Container) -> ParsedHeader:
     if single and len(tensors) != 1:
         raise FormatError("single-tensor file with several tensors")
 
+    lo, hi = CODECS[name].qp_range
     qps_raw = _get(h, "qps", dict)
     qps: dict[str, list[int]] = {}
     for t in tensors:
         q = qps_raw.get(t.meta.name)
-        if not (isinstance(q, list) and len(q) == t.chw[0] and all(_is_int(v) and 0 <= v <= 100 for v in q)):
+        if not (isinstance(q, list) and len(q) == t.chw[0] and all(_is_int(v) and lo <= v <= hi for v in q)):
             raise FormatError(f"bad per-channel QP list for {t.meta.name!r}")
         qps[t.meta.name] = q
 

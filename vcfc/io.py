@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +14,41 @@ import numpy as np
 from .errors import InputError
 
 FEATURE_SUFFIXES = (".npy", ".safetensors")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; moved onto ``path`` (after fsync) only when
+    the block succeeds, so a crash or Ctrl-C never leaves a half-written file behind."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: the folder {path.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # survive a power cut, not just a process kill
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"{path}: {exc.strerror or exc}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically (see atomic_path); str is written as UTF-8."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def load_features(path: str | Path) -> Any:
@@ -38,19 +77,24 @@ def load_features(path: str | Path) -> Any:
 
 
 def save_features(path: str | Path, features: Any) -> None:
+    """Write features as .npy (one tensor) or .safetensors (a dict, or one tensor named "x"), atomically."""
     path = Path(path)
     if path.suffix == ".npy":
         if isinstance(features, dict):
             raise InputError(f"{path}: the file holds {len(features)} tensors; write .safetensors instead of .npy")
         arr = features.float().numpy() if hasattr(features, "numpy") and str(features.dtype) == "torch.bfloat16" else features
-        np.save(path, np.asarray(arr))
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.asarray(arr))
         return
     if path.suffix == ".safetensors":
-        import torch
+        import torch  # deferred: .npy users should not pay torch's import
         from safetensors.torch import save_file
 
         items = features if isinstance(features, dict) else {"x": features}
-        save_file({k: (v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))).contiguous() for k, v in items.items()}, str(path))
+        tensors = {k: (v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))).contiguous()
+                   for k, v in items.items()}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
         return
     raise InputError(f"{path}: output must end in .npy or .safetensors")
 

@@ -8,11 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from sensitivity.allocation import ALLOCATORS, Target
+from runners.kinds import KINDS
+from vcfc.errors import InputError
 
-EVAL_EPILOG = """\
+from .args import EXIT_CODES, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, positive, spec_from
+
+EVAL_EPILOG = f"""\
 examples:
-  vcfc eval --model squeezenet1_1 --layer fire3 --data imagenet-sample --codec x265 --qp 32
+  vcfc eval --model squeezenet1_1 --layer fire3 --data ../shared/data/imagenet-sample --qp 32
+  vcfc eval --model squeezenet1_1 --layer fire3 --data ../shared/data/imagenet-sample --qp 32 \\
+        --layout frames --allocation perimage --qp-range 5 --json
+  vcfc eval --model squeezenet1_1 --layer fire3 --data ../shared/data/imagenet-sample --qp 32 \\
+        --layout frames --allocation rdo --json
   vcfc eval --model mobilenet_v2 --weights IMAGENET1K_V1 --layer block3 --data imgs --codec none
   vcfc eval --model resnet50 --layer layer1 --data imgs --codec vvenc --qp 37 --limit 50 --json
 
@@ -20,11 +28,34 @@ fidelity is the share of images whose top-1 class from the decoded features equa
 class from the original features (Chen et al.); segmentation: share of agreeing pixels;
 detection: AP of the coded run scored against the uncompressed run's detections. With labels
 (ImageNet classes.tsv, COCO json, VOC masks) top1/top5, mIoU or AP are reported too.
---codec none skips coding: the reference run. bpp is per pixel of the network input.
+--codec none skips coding: the reference run. bpfe counts every byte of each .vcfc file;
+bpp is per pixel of the network input. Weights: torchvision's, read offline from
+$TORCH_HOME/hub/checkpoints (`make weights` copies ../shared/weights to .cache/torch; then
+export TORCH_HOME=$PWD/.cache/torch), a checkpoint path, or none (seeded random).
+
+allocations (--allocation):
+{chr(10).join(f"  {a.name:10s} {a.description}" for a in ALLOCATORS.values())}
+  perimage and rdo decide each image's QPs while coding it (no profile); they need --layout frames.
+  rdo's λ: --lambda, or by default the slope of the uniform KL–rate curve at --qp measured on
+  the first --calibrate images (one λ for the run).
+
+An unreadable image is recorded as an error and the others go on (--strict: stop at the first).
+{EXIT_CODES}"""
+
+MODELS_EPILOG = """\
+examples:
+  vcfc models
+  vcfc models --input-size 512x512 --json
+"""
+
+EXTRACT_EPILOG = """\
+examples:
+  vcfc extract --model squeezenet1_1 --layer fire3 --data ../shared/data/kodak --out feats/
+  vcfc encode feats/<image>.npy out.vcfc --qp 32
 """
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
+def model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="torchvision model name (see `vcfc models`)")
     p.add_argument("--layer", required=True, help="split preset (e.g. conv1, pool1, layer1, fpn) or module path")
     p.add_argument("--weights", default="DEFAULT",
@@ -33,66 +64,54 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: cuda when available)")
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset: image folder, ImageNet folder (classes.tsv), COCO folder/json, VOC root")
-    p.add_argument("--kind", default="auto", choices=["auto", "folder", "imagenet", "coco", "voc"], help="dataset layout (default: detected)")
+    p.add_argument("--kind", default="auto", choices=KINDS, help="dataset layout (default: detected)")
     p.add_argument("--limit", type=int, help="first N images only (sorted order)")
     p.add_argument("--batch-size", type=int, default=8, help="images per head/tail forward pass (default 8)")
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("models", help="list models, split presets and feature shapes",
-                       description="List supported models with their split presets and the feature shape each gives.")
+    p = add_command(sub, "models", "list models, split presets and feature shapes",
+                    "List supported models with their split presets and the feature shape each gives.", MODELS_EPILOG)
     p.add_argument("--input-size", default="224x224", metavar="HxW", help="input size for the shapes (default 224x224)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_models)
+    p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("extract", help="write head features per image (+ manifest)",
-                       description="Run the head over a dataset and write features per image (.npy, or .safetensors for pyramids) with a manifest.json.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="example:\n  vcfc extract --model squeezenet1_1 --layer fire3 --data imgs --out feats/\n  vcfc encode feats/<image>.npy out.vcfc --qp 32")
-    _model_args(p)
-    _data_args(p)
+    p = add_command(sub, "extract", "write head features per image (+ manifest)",
+                    "Run the head over a dataset and write features per image (.npy, or .safetensors for "
+                    "pyramids) with a manifest.json.", EXTRACT_EPILOG)
+    model_args(p)
+    data_args(p)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=_cmd_extract)
+    p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("eval", help="head → code → tail over a dataset; task metrics vs uncompressed",
-                       description="Run head → encode → decode → tail over a dataset and score it against the uncompressed run.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EVAL_EPILOG)
-    _model_args(p)
-    _data_args(p)
-    p.add_argument("--codec", default="x265", choices=["none", "x265", "vvenc", "jpeg", "lossless"])
+    p = add_command(sub, "eval", "head → code → tail over a dataset; task metrics vs uncompressed",
+                    "Run head → encode → decode → tail over a dataset and score it against the uncompressed run.\n\n"
+                    "codecs:\n" + codec_help(), EVAL_EPILOG)
+    model_args(p)
+    data_args(p)
+    coding_flags(p, allow_none=True)
     q = p.add_mutually_exclusive_group()
-    q.add_argument("--qp", type=int, help="one QP for every channel")
+    q.add_argument("--qp", type=int, help="the QP (the base QP of an allocation)")
     q.add_argument("--channel-qps", metavar="FILE", help="one integer QP per channel (as `vcfc allocate` writes)")
-    p.add_argument("--allocation", default="uniform", choices=["uniform", "linear", "lagrangian"],
-                   help="QPs per channel from --profile around --qp (default: uniform, every channel at --qp)")
-    p.add_argument("--profile", metavar="PROFILE", help="sensitivity profile (.parquet from `vcfc sensitivity`) for --allocation")
-    p.add_argument("--qp-range", type=int, default=8, help="linear allocation: QP_i = QP - round(range * S~_i) (default 8)")
-    p.add_argument("--quant", default="minmax", choices=["minmax", "minmax-channel", "log", "zscore"])
-    p.add_argument("--bits", type=int, default=8, choices=[8, 10])
-    p.add_argument("--layout", default="mosaic", choices=["mosaic", "mosaic-level", "frames"])
-    p.add_argument("--preset", help="encoder preset (default: the codec's)")
+    p.add_argument("--allocation", default="uniform", choices=list(ALLOCATORS),
+                   help="how each channel's QP is chosen around --qp (default: uniform)")
+    p.add_argument("--profile", metavar="PROFILE", help="sensitivity profile (.parquet from `vcfc sensitivity`) for linear/lagrangian")
+    p.add_argument("--qp-range", type=int, default=8, help="linear rules: QP_i = QP - round(range * S~_i) (default 8)")
+    p.add_argument("--lambda", dest="lam", type=float, help="rdo: weight of the rate (nats of KL per bit per feature element)")
+    p.add_argument("--calibrate", type=int, default=8, metavar="N", help="rdo without --lambda: images that set λ (default 8)")
+    p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--rows", metavar="FILE.parquet", help="also write per-image rows")
-    p.add_argument("--ffmpeg", metavar="PATH", help="ffmpeg binary (default: $VCFC_FFMPEG, else imageio-ffmpeg's)")
-    p.set_defaults(func=_cmd_eval)
+    ffmpeg_flag(p)
+    p.set_defaults(func=cmd_eval)
 
 
-def _parse_hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"expected HxW such as 224x224, got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise InputError(f"expected a positive size, got {text!r}")
-    return h, w
-
-
-def _cmd_models(args: argparse.Namespace) -> int:
+def cmd_models(args: argparse.Namespace) -> int:
     from runners.models import list_models
 
-    models = list_models(_parse_hw(args.input_size))
+    models = list_models(parse_hw(args.input_size))
     if args.json:
         print(json.dumps(models))
         return 0
@@ -105,32 +124,29 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(args: argparse.Namespace):
+def open_split_and_data(args: argparse.Namespace):
     from runners.datasets import open_dataset
     from runners.models import split
-    from sensitivity import resolve_device
+    from runners.tasks import get_task
+    from sensitivity.channel_sweep import resolve_device
 
-    if args.limit is not None and args.limit <= 0:
-        raise InputError("--limit must be positive")
-    if args.batch_size <= 0:
-        raise InputError("--batch-size must be positive")
+    positive("--limit", args.limit)
+    positive("--batch-size", args.batch_size)
     sp = split(args.model, at=args.layer, weights=args.weights, device=resolve_device(args.device))
     ds = open_dataset(args.data, kind=args.kind, transform=sp.transforms, limit=args.limit)
     if len(ds) == 0:
         raise InputError(f"{args.data}: no images found")
-    batch_size = 1 if sp.task in ("detection", "instance", "keypoints") else args.batch_size
-    return sp, ds, batch_size
+    return sp, ds, get_task(sp.task).batch_size(args.batch_size)
 
 
-def _cmd_extract(args: argparse.Namespace) -> int:
+def cmd_extract(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
     from runners.datasets import batches
+    from vcfc.io import save_features
 
-    from ..io import save_features
-
-    sp, ds, batch_size = _open(args)
+    sp, ds, batch_size = open_split_and_data(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -168,51 +184,103 @@ def _jsonable(obj: Any) -> Any:
         return str(obj)
 
 
-def _allocated_qps(args: argparse.Namespace) -> tuple[int, ...]:
-    from runners.run import allocate
-    from sensitivity import read_profile
+def _fixed_qps(args: argparse.Namespace, spec: Any) -> tuple[int, ...] | None:
+    """Channel QPs that are the same for every image: a file, or a profile-based allocation."""
+    from sensitivity.allocation import allocate_from_profile, per_channel
+    from sensitivity.profile import read_profile
+    from vcfc.io import load_qps
 
-    if not args.profile:
-        raise InputError(f"--allocation {args.allocation} needs --profile PROFILE (make one with `vcfc sensitivity`)")
-    if args.qp is None or args.channel_qps:
-        raise InputError(f"--allocation {args.allocation} needs --qp N (the base QP) and no --channel-qps")
-    profile = read_profile(args.profile)
-    qp_base = int(profile.meta.get("qp_base", args.qp))
-    return tuple(int(v) for v in allocate(args.allocation, profile, args.qp, args.qp_range, args.codec, qp_base))
+    source = ALLOCATORS[args.allocation].source
+    if args.channel_qps:
+        if args.allocation != "uniform":
+            raise InputError("--channel-qps gives the QPs itself: leave --allocation out")
+        return tuple(load_qps(args.channel_qps))
+    if source == "profile":
+        if not args.profile:
+            raise InputError(f"--allocation {args.allocation} needs --profile PROFILE (make one with `vcfc sensitivity`)")
+        profile = read_profile(args.profile)
+        qps, _ = allocate_from_profile(args.allocation, profile, args.qp, args.qp_range, spec.qp_limits, Target())
+        return tuple(per_channel(profile, qps))
+    if args.profile:
+        raise InputError(f"--profile is used with --allocation {' or '.join(n for n, a in ALLOCATORS.items() if a.source == 'profile')}")
+    return None
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace) -> int:
+    import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
-    from runners.datasets import batches
-    from runners.evaluate import CodingConfig, evaluate_batch, summarize
+    from runners.datasets import collate, load_samples
+    from runners.evaluate import EvalConfig, evaluate_batch
+    from runners.tasks import summarize
 
-    from ..io import load_qps
-
-    if args.codec not in ("none", "lossless") and args.qp is None and args.channel_qps is None:
+    spec = spec_from(args)
+    method = ALLOCATORS[args.allocation]
+    if spec is not None and spec.uses_qp and args.qp is None and args.channel_qps is None:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
-    qps = tuple(load_qps(args.channel_qps)) if args.channel_qps else None
-    allocation = "file" if qps else args.allocation
-    if args.allocation != "uniform":
-        qps = _allocated_qps(args)
-    elif args.profile:
-        raise InputError("--profile is used with --allocation linear or lagrangian")
-    cfg = CodingConfig(codec=args.codec, qp=args.qp, quant=args.quant, bits=args.bits, layout=args.layout,
-                       preset=args.preset, allocation=allocation, channel_qps=qps)
-    sp, ds, batch_size = _open(args)
+    if spec is not None and args.qp is not None:
+        spec.check_qp(args.qp, "--qp")
+    if method.source != "none" and args.qp is None:
+        raise InputError(f"--allocation {args.allocation} needs --qp N (the base QP)")
+    if spec is None and args.allocation != "uniform":
+        raise InputError("--codec none codes nothing: leave --allocation out")
+    qps = _fixed_qps(args, spec) if spec is not None else None
+    label = args.allocation if qps is None or method.source != "none" else "file"
+    cfg = EvalConfig(spec=spec, qp=args.qp, allocation=label, channel_qps=qps,
+                     options=(("qp_range", args.qp_range), ("lam", args.lam)))
+    sp, ds, batch_size = open_split_and_data(args)
+    if args.allocation.startswith("rdo") and args.lam is None:
+        cfg = _calibrated(cfg, sp, ds, args)
     rows: list[dict[str, Any]] = []
+    errors: list[tuple[str, str]] = []
     with tqdm(total=len(ds), desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:
-        for batch in batches(ds, batch_size):
-            rows.extend(evaluate_batch(sp, batch, [cfg], ffmpeg=args.ffmpeg))
-            bar.update(len(batch.image_ids))
-    summary = {"model": sp.model_name, "layer": sp.layer, "task": sp.task, "codec": args.codec,
-               "qp": args.qp, **summarize(rows, sp.task, coco_gt=getattr(ds, "coco", None))}
+        for start in range(0, len(ds), batch_size):
+            samples, bad = load_samples(ds, range(start, min(len(ds), start + batch_size)))
+            if bad and args.strict:
+                raise InputError(f"{bad[0][0]}: {bad[0][1]}")
+            errors.extend(bad)
+            if samples:
+                rows.extend(evaluate_batch(sp, collate(samples), [cfg], ffmpeg=args.ffmpeg))
+            bar.update(len(samples) + len(bad))
+    lam = dict(cfg.options).get("lam")
+    summary = {"model": sp.model_name, "layer": sp.layer, "task": sp.task, "weights": str(args.weights),
+               "codec": args.codec, "preset": None if spec is None else spec.preset, "qp": args.qp,
+               "allocation": cfg.allocation, **summarize(rows, sp.task, coco_gt=getattr(ds, "coco", None))}
+    if rows and spec is not None:
+        summary["mean_qp"] = float(np.mean([r["mean_qp"] for r in rows]))
+        summary["distinct_qp_vectors"] = len({r["qp_vector"] or f"uniform:{r['mean_qp']}" for r in rows})
+    if lam is not None and args.allocation.startswith("rdo"):
+        summary["lambda"] = lam
+    summary["errors"] = len(errors)
+    if errors:
+        summary["error_images"] = [f"{i}: {e}" for i, e in errors[:20]]
     if args.rows:
-        pd.DataFrame(rows).to_parquet(args.rows)
+        table = rows + [{"image_id": i, "config": cfg.label(), "status": "error", "error": e} for i, e in errors]
+        pd.DataFrame(table).to_parquet(args.rows)
     if args.json:
         print(json.dumps(summary))
-        return 0
-    for key, value in summary.items():
-        print(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
+    else:
+        for key, value in summary.items():
+            print(f"{key:28s} {value:.6g}" if isinstance(value, float) else f"{key:28s} {value}")
+    if errors:
+        print(f"vcfc: {len(errors)} image(s) could not be read (first: {errors[0][0]}: {errors[0][1]})", file=sys.stderr)
+        return 3
     return 0
+
+
+def _calibrated(cfg: Any, sp: Any, ds: Any, args: argparse.Namespace) -> Any:
+    """cfg with rdo's λ set from the first --calibrate images (one λ for the whole run)."""
+    from dataclasses import replace
+
+    from runners.allocators import calibrate, rdo_settings
+    from runners.datasets import load_samples
+
+    positive("--calibrate", args.calibrate)
+    samples, _ = load_samples(ds, range(min(args.calibrate, len(ds))))
+    feats = [sp.head(s.image[None])[0] for s in samples]
+    probe = replace(cfg, options=tuple((k, v) for k, v in cfg.options if k != "lam") + (("lam", 0.0),))
+    lam = calibrate(sp, feats, cfg.spec, [args.qp], rdo_settings(probe), ffmpeg=args.ffmpeg)[args.qp]
+    print(f"vcfc: rdo λ = {lam:.4g} (slope of the uniform KL–rate curve at QP {args.qp} over "
+          f"{len(feats)} images)", file=sys.stderr)
+    return replace(cfg, options=tuple((k, v) for k, v in cfg.options if k != "lam") + (("lam", lam),))

@@ -3,145 +3,193 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from runners.experiment import EXECUTORS
+from vcfc.errors import InputError
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+from .args import EXIT_CODES, add_command, positive
 
-RUN_EPILOG = """\
+DEMO_TOML = Path(__file__).resolve().parents[2] / "vcfc" / "data" / "demo.toml"
+
+RUN_EPILOG = f"""\
 examples:
   vcfc run experiment.toml --out runs/exp1                 # local process pool
   vcfc run experiment.toml --out runs/exp1 --workers 8
   vcfc run experiment.toml --out runs/exp1 --executor dask --scheduler tcp://head:8786
-  vcfc report runs/exp1 --out runs/exp1/report
+  vcfc report runs/exp1
 
-Interrupted (Ctrl-C, kill, a crashed worker)? Run the same command again: finished rows are
-kept and not recomputed. The experiment format is documented in docs/experiments.md; `vcfc demo`
-runs the embedded example (vcfc/data/demo.toml).
+The experiment is checked before anything runs (codecs, presets, QPs in each codec's range,
+datasets that open, models and layers that exist). Interrupted (Ctrl-C, kill, a crashed worker)?
+Run the same command again: finished rows are kept and not recomputed. Failed tasks and
+unreadable images are recorded as error rows; --retry-errors runs those tasks again. The format
+is documented in docs/experiments.md; `vcfc demo` runs the embedded example (vcfc/data/demo.toml).
+{EXIT_CODES}"""
+
+REPORT_EPILOG = """\
+examples:
+  vcfc report runs/exp1                       # writes runs/exp1/report/report.html (+ .md, CSVs, plots)
+  vcfc report runs/exp1 --anchor uniform --rate bpp --out paper/fig
+
+BD-rates come with a 95 % bootstrap confidence interval over images (paired resampling of the
+images both configurations coded); --bootstrap sets the number of resamples.
+"""
+
+DEMO_EPILOG = """\
+examples:
+  vcfc demo                     # ./vcfc-demo/report/report.html
+  vcfc demo --out /tmp/demo --workers 1
+
+Needs torchvision's squeezenet1_1 ImageNet weights in $TORCH_HOME/hub/checkpoints
+(`make weights` copies them from ../shared/weights into .cache/torch; `make demo` sets TORCH_HOME).
+Without them the demo runs with seeded random weights and the report says so.
 """
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("run", help="run an experiment grid (resumable)", description="Run an experiment file's grid; rows go to RUN_DIR as Parquet.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
+    p = add_command(sub, "run", "run an experiment grid (resumable)",
+                    "Run an experiment file's grid; rows go to RUN_DIR as Parquet.", RUN_EPILOG)
     p.add_argument("experiment", metavar="EXPERIMENT.toml")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument("--executor", choices=["local", "dask", "serial"], help="default: the experiment's [run] executor (local)")
+    p.add_argument("--executor", choices=EXECUTORS, help="default: the experiment's [run] executor (local)")
     p.add_argument("--workers", type=int, help="worker processes for the local executor (default: the experiment's, else all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--retry-errors", action="store_true", help="rerun tasks recorded as errors")
+    p.add_argument("--new", action="store_true", help="delete what an earlier run left in RUN_DIR and start over")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="rate–fidelity curves, BD-rate tables and plots from a run",
-                       description="Aggregate a run's rows into curves, BD-rate tables (Bjøntegaard, pchip) and plots: report.html, report.md, CSVs.")
+    p = add_command(sub, "report", "rate–fidelity curves, BD-rate tables with confidence intervals, plots",
+                    "Aggregate a run's rows into curves, BD-rate tables (Bjøntegaard, pchip, 95 % bootstrap "
+                    "intervals) and plots: report.html, report.md, CSVs.", REPORT_EPILOG)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", metavar="REPORT_DIR", help="default: RUN_DIR/report")
     p.add_argument("--anchor", default="uniform", help="allocation (or config id) every BD-rate is measured against (default: uniform)")
     p.add_argument("--rate", default="bpfe", choices=["bpfe", "bpp"], help="rate axis (default: bits per feature element)")
-    p.set_defaults(func=_cmd_report)
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples for the confidence intervals (default 1000)")
+    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("demo", help="the main job on embedded data: run + report in a few minutes",
-                       description="Run the embedded experiment (24 bundled Kodak images, squeezenet1_1 split at fire3, x265 at 4 QPs, "
-                                   "uniform vs linear vs Lagrangian allocation) and write its report.")
+    p = add_command(sub, "demo", "the main job on bundled images: run + report in a few minutes",
+                    "Run the embedded experiment (24 bundled Kodak images, squeezenet1_1 split at fire3, x265 at "
+                    "4 QPs: uniform QP vs per-image allocation (Hu et al.'s Algorithm 1) vs the closed-loop "
+                    "rate–distortion search) and write its report.", DEMO_EPILOG)
     p.add_argument("--out", default="vcfc-demo", metavar="DIR", help="run and report folder (default: ./vcfc-demo)")
     p.add_argument("--workers", type=int, default=2)
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=cmd_demo)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from runners.experiment import load_experiment
 
+    positive("--workers", args.workers)
     exp = load_experiment(args.experiment)
-    return _run(exp, Path(args.out), args.executor, args.workers, args.scheduler, args.retry_errors, not args.no_progress)
+    return run_and_say(exp, Path(args.out), args.executor, args.workers, args.scheduler, args.retry_errors,
+                       not args.no_progress, args.new)
 
 
-def _run(exp, out: Path, executor, workers, scheduler, retry_errors, progress) -> int:
+def run_and_say(exp: Any, out: Path, executor: str | None, workers: int | None, scheduler: str | None,
+                retry_errors: bool, progress: bool, new: bool) -> int:
+    """Run, print what happened, and return the exit status (0 ok, 3 failures recorded, 130 interrupted)."""
     from runners.run import run_experiment
+    from runners.store import RunDir
 
     result = run_experiment(exp, out, executor=executor, workers=workers, scheduler=scheduler,
-                            retry_errors=retry_errors, progress=progress)
+                            retry_errors=retry_errors, progress=progress, new=new)
     if result.interrupted:
         return 130
-    print(f"{out}: {result.done} tasks run, {result.skipped} already done, {result.errors} with errors "
-          f"({result.elapsed_s:.0f} s)")
-    if result.errors:
-        print(f"errors are recorded in the rows; rerun with --retry-errors to try them again", file=sys.stderr)
+    rows = RunDir(out).rows().table()
+    bad = rows[rows["status"].eq("error")] if "status" in rows else rows.iloc[0:0]
+    images = bad["image_id"].nunique() if "image_id" in bad else 0
+    print(f"{out}: {result.done} tasks run, {result.skipped} already done; errors: {result.errors} task(s), "
+          f"{len(bad)} error row(s) for {images} image(s) ({result.elapsed_s:.0f} s)")
+    if len(bad):
+        first = str(bad["error"].iloc[0])[:200]
+        print(f"vcfc: some work failed (first: {first}); the rows say which; `vcfc run ... --retry-errors` "
+              f"tries failed tasks again", file=sys.stderr)
+        return 3
     return 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    path, bd = make_report(Path(args.run_dir), Path(args.out) if args.out else None, args.anchor, args.rate)
+def cmd_report(args: argparse.Namespace) -> int:
+    positive("--bootstrap", args.bootstrap)
+    path, bd = make_report(Path(args.run_dir), Path(args.out) if args.out else None, args.anchor, args.rate, args.bootstrap)
     print(f"report: {path}")
-    _print_bd(bd, args.rate)
+    print_bd(bd, args.rate)
     return 0
 
 
-def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: str = "bpfe"):
-    import numpy as np
+def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: str = "bpfe", n_boot: int = 1000):
+    """Write the report of a run; return (report.html path, the BD table it shows or None)."""
     import pandas as pd
 
-    from results.aggregate import bd_table, points
     from results.report import write_report
-    from runners.run import ALLOCATIONS_FILE, SAMPLE_FRAME, describe_allocations
-    from runners.store import RowStore
+    from runners.report_extras import report_extras
+    from runners.store import RunDir
 
-    if not (run_dir / "manifest.json").exists():
-        raise InputError(f"{run_dir}: not a run folder (no manifest.json); make one with `vcfc run`")
-    rows = RowStore(run_dir).table()
+    run = RunDir(run_dir)
+    manifest = run.manifest()
+    rows = run.rows().table()
     if rows.empty:
-        raise InputError(f"{run_dir}: no rows yet")
-    extras: dict[str, Any] = {"manifest": json.loads((run_dir / "manifest.json").read_text())}
-    if (run_dir / ALLOCATIONS_FILE).exists():
-        allocs = json.loads((run_dir / ALLOCATIONS_FILE).read_text())
-        if allocs:
-            extras["qp_maps"] = {k: np.array(v) for k, v in describe_allocations(allocs).items()}
-    profiles = sorted((run_dir / "profiles").glob("*.parquet"))
-    if profiles:
-        extras["sensitivity"] = {p.stem: pd.read_parquet(p) for p in profiles}
-    if (run_dir / SAMPLE_FRAME).exists():
-        bits = int(extras["manifest"].get("experiment", {}).get("coding", {}).get("bits", 8))
-        extras["mosaics"] = {"sample feature mosaic (first image)": (np.load(run_dir / SAMPLE_FRAME), bits)}
-    out = out or run_dir / "report"
-    path = write_report(rows, out, anchor=anchor, extras=extras, rate=rate)
-    bd = bd_table(points(rows), anchor=anchor, rate=rate)
+        raise InputError(f"{run_dir}: no rows yet (the run has not finished a task)")
+    known = set(rows.get("allocation", pd.Series(dtype=str)).dropna()) | set(rows.get("config", pd.Series(dtype=str)).dropna())
+    if known and anchor not in known:
+        allocations = sorted(set(rows["allocation"].dropna())) if "allocation" in rows else []
+        raise InputError(f"--anchor {anchor!r} is neither an allocation ({', '.join(allocations) or 'none'}) nor a config id of this run")
+    extras = report_extras(run, manifest, rows)
+    path = write_report(rows, out or run.report_dir, anchor=anchor, extras=extras, rate=rate, n_boot=n_boot)
+    bd_csv = path.parent / "bd.csv"
+    bd = pd.read_csv(bd_csv) if bd_csv.is_file() and bd_csv.stat().st_size > 1 else None
     return path, bd
 
 
-def _print_bd(bd, rate: str = "bpfe") -> None:
-    if bd is not None and len(bd) and "rate" in bd.columns:
-        bd = bd[bd["rate"] == rate]
+def print_bd(bd: Any, rate: str = "bpfe") -> None:
     if bd is None or len(bd) == 0:
-        print("no BD-rate table (a single configuration, or no anchor)")
+        print("no BD-rate table (a single configuration, no anchor, or no successful rows)")
         return
-    cols = [c for c in ("config", "anchor", "bd_rate_fidelity", "bd_fidelity", "bd_rate_top1", "reason_fidelity") if c in bd.columns]
-    print(f"\nBD-rate vs the anchor, rate = {rate} (negative = fewer bits at equal fidelity):")
-    print(bd[cols].to_string(index=False, float_format=lambda v: f"{v:+.2f}"))
+    if "rate" in bd.columns:
+        bd = bd[bd["rate"] == rate]
+    print(f"\nBD-rate vs the anchor, rate = {rate}: negative = fewer bits at equal quality; "
+          f"[95 % bootstrap interval], n images")
+    for r in bd.itertuples(index=False):
+        d = r._asdict()
+        if d.get("bd_rate") is None or d["bd_rate"] != d["bd_rate"]:  # NaN
+            print(f"  {d['allocation']:12s} {d['quality']:9s}  —  ({d.get('reason') or 'not computable'})")
+            continue
+        lo, hi = d["bd_rate_ci_low"], d["bd_rate_ci_high"]
+        ci = f"[{lo:+.1f}, {hi:+.1f}]" if lo == lo and hi == hi else f"[no interval: {d.get('reason') or 'too few images'}]"
+        print(f"  {d['allocation']:12s} {d['quality']:9s} {d['bd_rate']:+6.1f} % {ci}  n = {d['n_images']}   ({d['config']})")
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     import warnings
 
     from runners.experiment import load_experiment
-    from runners.models import split
+    from runners.store import RunDir
+    from runners.weights import random_weights_hint, weights_available
 
-    exp = load_experiment(DATA / "demo.toml")
+    positive("--workers", args.workers)
+    exp = load_experiment(DEMO_TOML)
     m = exp.models[0]
-    try:
-        split(m.name, at=m.layers[0], weights=m.weights)
-    except InputError as exc:
-        warnings.warn(f"{exc} — the demo continues with seeded random weights: fidelity numbers are a "
-                      f"pipeline check, not the real network's")
+    if not weights_available(m.name, m.weights):
+        warnings.warn(f"{m.name}: no ImageNet weights in $TORCH_HOME — the demo runs with seeded RANDOM weights, "
+                      f"so its numbers are a pipeline check, not the network's. {random_weights_hint(m.name, m.weights)}")
         m.weights = "none"
     out = Path(args.out)
-    code = _run(exp, out / "run", None, args.workers, None, False, True)
-    if code:
+    run = RunDir(out / "run")
+    # a demo folder from other weights (or an older demo) is started over, not mixed
+    new = run.is_run() and run.manifest().get("experiment") != _jsonable(exp.to_dict())
+    code = run_and_say(exp, out / "run", None, args.workers, None, False, True, new)
+    if code not in (0, 3):
         return code
     path, bd = make_report(out / "run", out / "report")
     print(f"\nreport: {path}")
-    _print_bd(bd)
-    return 0
+    print_bd(bd)
+    return code
+
+
+def _jsonable(d: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(d, default=str))

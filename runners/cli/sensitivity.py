@@ -1,7 +1,4 @@
-"""`vcfc sensitivity` and `vcfc allocate`: per-channel sensitivity profiles and QP allocation.
-
-The CLI glue: the only place where `sensitivity` meets `runners` (models, datasets).
-"""
+"""`vcfc sensitivity` and `vcfc allocate`: per-channel sensitivity profiles and QP allocation."""
 
 from __future__ import annotations
 
@@ -10,15 +7,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from runners.kinds import KINDS
+from sensitivity.allocation import ALLOCATORS, Target
+from sensitivity.distances import DISTANCES
+from sensitivity.options import METHODS, PRECISIONS
+from vcfc.codecs import CODECS
+from vcfc.errors import InputError
+from vcfc.io import atomic_write
+
+from .args import add_command, coding_flags, positive, spec_from
 
 SENS_EPILOG = """\
 examples:
-  vcfc sensitivity --model squeezenet1_1 --layer fire3 --data imagenet-sample --images 8 \\
+  vcfc sensitivity --model squeezenet1_1 --layer fire3 --data ../shared/data/imagenet-sample --images 8 \\
         --qp-base 37 --out prof/sq_fire3
   vcfc sensitivity --model mobilenet_v2 --weights IMAGENET1K_V1 --layer block3 --data imgs \\
         --images 16 --qp-base 32 --method taylor --device cuda --out prof/mv2_b3.parquet
-  vcfc sensitivity --model fasterrcnn_resnet50_fpn --layer fpn --data coco128 --images 4 \\
+  vcfc sensitivity --model fasterrcnn_resnet50_fpn --layer fpn --data ../shared/data/coco128 --images 4 \\
         --qp-base 37 --out prof/frcnn_levels      # per-level importance of p2..p6
 
 For every image the features are coded ONCE with --layout frames (every channel its own
@@ -27,7 +32,8 @@ its round trip, the tail runs (batched, --max-batch variants per pass), and the 
 clean run is averaged over images. Distances: penultimate (MSE before the classifier, default),
 output (MSE of the logits), kl, top1 (flip rate). Methods: exact (batched), naive (one ffmpeg
 run and one batch-1 forward per channel: slow, for checks), taylor (gradient estimate, one
-batched backward pass per image). R-CNN models (--layer fpn) get one row per pyramid level,
+batched backward pass per image). --precision fp32 (default) is exact on every device (TF32
+off); tf32 / bf16 are faster on GPUs and inexact (see benchmarks/bench_sensitivity.py). R-CNN models (--layer fpn) get one row per pyramid level,
 distance = 1 − pseudo-F1 of the detections against the clean run's (score ≥ 0.5, IoU ≥ 0.5).
 
 Writes PROFILE.parquet (metadata in the schema), PROFILE.csv, PROFILE.json and PROFILE.png.
@@ -44,7 +50,10 @@ examples:
 linear (Hu et al.):  QP_i = QP_base − round(QP_range · S̃_i), S̃ = min-max normalised sensitivity.
 lagrangian: per channel the QP (from the profile's R/D grid, within QP_base ± QP_range) minimising
   w_i·D_i(QP) + λ·R_i(QP), w_i = S_i / D_i(QP_base); --lambda L fixes λ, --target-bytes B
-  (payload bytes per image, as measured) or --target-qp Q (average QP) finds it by bisection.
+  (payload bytes per image, as measured), --target-qp Q (average QP) or --match-uniform (the
+  uniform QP_base's size, what `vcfc eval` and experiments use) finds it by bisection.
+A dataset-level profile gives every image the same QPs; per-image allocation (`vcfc eval
+--allocation perimage|rdo`) decides each image's QPs while coding it and needs no profile.
 Per-level profiles give one QP per level, written once per channel of that level.
 Output: one integer per line, the file `vcfc encode --channel-qps` reads.
 """
@@ -70,23 +79,21 @@ def _qp_grid(text: str, qp_base: int, limits: tuple[int, int]) -> list[int]:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("sensitivity", help="per-channel sensitivity profile of a split to codec noise",
-                       description="Measure how much each channel's codec noise costs the task "
-                                   "(Hu et al., sensitivity-aware bit allocation).",
-                       epilog=SENS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "sensitivity", "per-channel sensitivity profile of a split to codec noise",
+                    "Measure how much each channel's codec noise costs the task, averaged over images "
+                    "(Hu et al., sensitivity-aware bit allocation).", SENS_EPILOG)
     p.add_argument("--model", required=True, help="torchvision model name (see `vcfc models`)")
     p.add_argument("--layer", required=True, help="split preset or module path (R-CNN: fpn)")
     p.add_argument("--weights", default="DEFAULT", help="weights name, checkpoint path or 'none' (default DEFAULT)")
     p.add_argument("--data", required=True, help="dataset folder (ImageNet, image folder, COCO)")
-    p.add_argument("--kind", default="auto", choices=["auto", "folder", "imagenet", "coco", "voc"])
+    p.add_argument("--kind", default="auto", choices=KINDS)
     p.add_argument("--images", type=int, default=8, help="number of images to average over (default 8)")
     p.add_argument("--qp-base", type=int, required=True, help="QP of the codec noise")
-    p.add_argument("--codec", default="x265", choices=["x265", "vvenc"], help="default x265")
-    p.add_argument("--quant", default="minmax", choices=["minmax", "minmax-channel", "log", "zscore"])
-    p.add_argument("--bits", type=int, default=8, choices=[8, 10])
-    p.add_argument("--preset", help="encoder preset (default: the codec's)")
-    p.add_argument("--method", default="exact", choices=["exact", "taylor", "naive"])
-    p.add_argument("--distance", default="penultimate", choices=["penultimate", "output", "kl", "top1"])
+    coding_flags(p, default_layout="frames")
+    p.add_argument("--method", default="exact", choices=METHODS)
+    p.add_argument("--distance", default="penultimate", choices=list(DISTANCES),
+                   help="; ".join(f"{d.name}: {d.description}" for d in DISTANCES.values()))
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 exact (default); tf32/bf16 faster on GPUs")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-batch", type=int, default=64, help="variants per forward pass (default 64)")
     p.add_argument("--max-memory", type=float, metavar="MIB", help="memory budget per forward pass in MiB")
@@ -98,17 +105,17 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="PROFILE", help="path prefix or .parquet")
     p.set_defaults(func=_cmd_sensitivity)
 
-    p = sub.add_parser("allocate", help="per-channel QPs from a sensitivity profile",
-                       description="Turn a sensitivity profile into one QP per channel.",
-                       epilog=ALLOC_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(sub, "allocate", "per-channel QPs from a sensitivity profile",
+                    "Turn a dataset-level sensitivity profile into one QP per channel.", ALLOC_EPILOG)
     p.add_argument("profile", metavar="PROFILE", help="profile .parquet / .csv (or its prefix)")
     p.add_argument("--qp-base", type=int, help="default: the profile's qp_base")
     p.add_argument("--qp-range", type=int, required=True, help="linear: the most sensitive channel gets QP_base − R")
-    p.add_argument("--method", default="linear", choices=["linear", "lagrangian"])
+    p.add_argument("--method", default="linear", choices=[n for n, a in ALLOCATORS.items() if a.source == "profile"])
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target-bytes", type=float, help="lagrangian: total payload bytes per image")
     g.add_argument("--target-qp", type=float, help="lagrangian: average QP")
     g.add_argument("--lambda", dest="lam", type=float, help="lagrangian: fixed λ")
+    g.add_argument("--match-uniform", action="store_true", help="lagrangian: the uniform QP_base's size per the profile")
     p.add_argument("--out", required=True, metavar="QPS.txt")
     p.set_defaults(func=_cmd_allocate)
 
@@ -116,13 +123,19 @@ def register(sub: Any) -> None:
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
     import torch
 
-    import sensitivity as S
     from runners.datasets import open_dataset
     from runners.models import split
+    from runners.tasks import get_task
+    from sensitivity.levels import detection_distance, measure_levels
+    from sensitivity.channel_sweep import measure, resolve_device
+    from sensitivity.profile import write_profile
 
-    if args.images < 1:
-        raise InputError(f"--images must be >= 1, got {args.images}")
-    device = S.resolve_device(args.device)
+    positive("--images", args.images)
+    spec = spec_from(args)
+    if spec is None:
+        raise InputError("--codec none: the sensitivity to codec noise needs a codec")
+    spec.check_qp(args.qp_base, "--qp-base")
+    device = resolve_device(args.device)
     sp = split(args.model, at=args.layer, weights=args.weights, device=device)
     ds = open_dataset(args.data, kind=args.kind, transform=sp.transforms, limit=args.images)
     if len(ds) == 0:
@@ -134,24 +147,17 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         for s in ds:
             yield sp.head(s.image.unsqueeze(0) if isinstance(s.image, torch.Tensor) else [s.image])
 
-    if sp.task in ("detection", "instance", "keypoints"):
-        prof = S.measure_levels(heads(), tail=sp.tail, distance=S.detection_distance, qp_base=args.qp_base,
-                                codec=args.codec, quant=args.quant, bits=args.bits, preset=args.preset,
-                                progress=True, meta={**meta, "distance": "1-pseudoF1"})
+    if not get_task(sp.task).channel_sensitivity:
+        prof = measure_levels(heads(), tail=sp.tail, distance=detection_distance, qp_base=args.qp_base,
+                              spec=spec, progress=True, meta={**meta, "distance": "1-pseudoF1"})
     else:
-        pen = None
-        if args.distance == "penultimate":
-            tm = getattr(sp, "tail_module", None)
-            pen = S.penultimate_graph(tm) if tm is not None else sp.penultimate
-        limits = S.CodecSpec(args.codec).qp_limits()
-        prof = S.measure(
-            heads(), tail=sp.tail_module if hasattr(sp, "tail_module") else sp.tail, penultimate=pen,
-            qp_base=args.qp_base, codec=args.codec, quant=args.quant, bits=args.bits, preset=args.preset,
-            distance=args.distance, method=args.method, device=device, max_batch=args.max_batch,
-            max_bytes=int(args.max_memory * 2**20) if args.max_memory else None, linear=args.linear,
-            taylor_probes=args.probes, rd_qps=_qp_grid(args.rd_qps, args.qp_base, limits),
-            progress=True, meta=meta)
-    paths = S.write_profile(prof, args.out)
+        prof = measure(
+            heads(), tail=sp.tail_module, penultimate=sp.penultimate_module() if args.distance == "penultimate" else None,
+            qp_base=args.qp_base, spec=spec, distance=args.distance, method=args.method, device=device,
+            max_batch=args.max_batch, max_bytes=int(args.max_memory * 2**20) if args.max_memory else None,
+            linear=args.linear, taylor_probes=args.probes, precision=args.precision,
+            rd_qps=_qp_grid(args.rd_qps, args.qp_base, spec.qp_limits), progress=True, meta=meta)
+    paths = write_profile(prof, args.out)
     print(" ".join(str(p) for p in paths.values()))
     return 0
 
@@ -159,51 +165,31 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 def _cmd_allocate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    import sensitivity as S
+    from sensitivity.allocation import allocate_from_profile, per_channel
+    from sensitivity.profile import read_profile
 
-    prof = S.read_profile(args.profile)
+    prof = read_profile(args.profile)
     meta = prof.meta
     qp_base = args.qp_base if args.qp_base is not None else meta.get("qp_base")
     if qp_base is None:
         raise InputError("the profile records no qp_base: pass --qp-base")
-    limits = S.CodecSpec(meta.get("codec", "x265")).qp_limits()
-    s = prof.sensitivity
-    if args.method == "linear":
-        if args.target_bytes is not None or args.target_qp is not None or args.lam is not None:
-            raise InputError("--target-bytes/--target-qp/--lambda are for --method lagrangian")
-        qps = S.allocate_linear(s, qp_base, args.qp_range, limits)
-        note = ""
-    else:
-        rd = prof.rd()
-        if rd is None:
-            raise InputError(f"{args.profile}: no rate/distortion tables (measure with --rd-qps)")
-        grid, rate, dist = rd
-        keep = [k for k, q in enumerate(grid) if abs(q - qp_base) <= args.qp_range]
-        if not keep:
-            raise InputError(f"no QP of the profile grid {grid} within {qp_base}±{args.qp_range}")
-        # S_i was measured at the profile's QP: the weights are anchored there, not at --qp-base.
-        w = S.task_weights(s, dist, grid, int(meta.get("qp_base", qp_base)))
-        g = [grid[k] for k in keep]
-        r, d = rate[:, keep], dist[:, keep]
-        if args.lam is not None:
-            a = S.allocate_lagrangian(w, r, d, g, args.lam)
-        elif args.target_bytes is not None or args.target_qp is not None:
-            a = S.lagrangian_for_target(w, r, d, g, target_bytes=args.target_bytes, target_qp=args.target_qp)
-        else:
-            raise InputError("--method lagrangian needs --target-bytes, --target-qp or --lambda")
-        qps = a.qps
-        note = f", λ={a.lam:.4g}, predicted payload {a.rate:.0f} B/image"
-    if meta.get("mode") == "level":
-        counts = meta.get("level_channels") or {}
-        levels = list(prof.table["level"])
-        if set(levels) - set(counts):
-            raise InputError(f"{args.profile}: per-level profile without channel counts")
-        lines = [int(q) for lv, q in zip(levels, qps) for _ in range(int(counts[lv]))]
-    else:
-        lines = [int(q) for q in qps]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(f"{q}\n" for q in lines))
-    print(f"{len(lines)} QPs, mean {np.mean(lines):.2f}, range {min(lines)}..{max(lines)}{note} -> {out}",
-          file=sys.stderr)
+    codec = meta.get("codec", "x265")
+    if codec not in CODECS:
+        raise InputError(f"{args.profile}: profile of unknown codec {codec!r}")
+    lo, hi = CODECS[codec].qp_range
+    if not lo <= qp_base <= hi:
+        raise InputError(f"--qp-base {qp_base} is outside {codec}'s range {lo}..{hi}")
+    chosen = [args.target_bytes is not None, args.target_qp is not None, args.lam is not None, args.match_uniform]
+    if args.method == "linear" and any(chosen):
+        raise InputError("--target-bytes/--target-qp/--lambda/--match-uniform are for --method lagrangian")
+    if args.method == "lagrangian" and not any(chosen):
+        raise InputError("--method lagrangian needs --target-bytes, --target-qp, --lambda or --match-uniform")
+    target = Target(bytes=args.target_bytes, qp=args.target_qp, lam=args.lam)
+    qps, note = allocate_from_profile(args.method, prof, int(qp_base), args.qp_range, (lo, hi), target)
+    lines = per_channel(prof, qps)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.out, "".join(f"{q}\n" for q in lines))
+    print(f"{len(lines)} QPs, mean {np.mean(lines):.2f}, range {min(lines)}..{max(lines)}"
+          f"{', ' + note if note else ''} -> {args.out}", file=sys.stderr)
     return 0
+

@@ -1,0 +1,150 @@
+"""How one image's features become a .vcfc file under an evaluation config.
+
+Fixed QPs (uniform, a file, a profile-based allocation) are coded directly; per-image allocators
+(perimage, rdo, rdo-uniform: sensitivity.allocation's source "image") decide the image's QP vector
+while coding it. With layout frames everything goes through the image's FrameBank, so all the
+configs of one image share their encodes (uniform at QP q IS the perimage sweep's noise at q).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+import vcfc
+from sensitivity.allocation import ALLOCATORS
+from sensitivity.distances import get_distance
+from sensitivity.channel_sweep import ChannelSweep, sweep_function
+from sensitivity.options import SweepOptions
+from sensitivity.perimage import perimage_qps
+from sensitivity.rdo import RdoSettings, calibrate_lambda, grid_qps, rdo_qps
+from vcfc.bank import FrameBank
+from vcfc.codecs import CODECS
+from vcfc.errors import InputError
+from vcfc.spec import CodingSpec
+
+from .models import Split
+
+PERIMAGE_DISTANCE = "penultimate"  # Hu et al.'s distance for Algorithm 1
+RDO_SWEEP_DISTANCE = "kl"          # rdo groups channels by what they do to its own objective
+
+
+class ImageContext:
+    """One image of a batch: its features (C,H,W or dict, on the split's device), its size, and
+    the frame banks of the specs it is coded with (created on first use)."""
+
+    def __init__(self, features: Any, input_hw: tuple[int, int], ffmpeg: str | None, threads: int | None) -> None:
+        self.features = features
+        self.input_hw = input_hw
+        self.ffmpeg, self.threads = ffmpeg, threads
+        self.banks: dict[CodingSpec, FrameBank] = {}
+
+    def cpu(self) -> Any:
+        f = self.features
+        return {k: v.detach().cpu() for k, v in f.items()} if isinstance(f, dict) else f.detach().cpu()
+
+    def bank(self, spec: CodingSpec) -> FrameBank:
+        if spec not in self.banks:
+            self.banks[spec] = FrameBank(self.cpu(), spec, ffmpeg=self.ffmpeg, threads=self.threads,
+                                         input_size=self.input_hw, workers=2)
+        return self.banks[spec]
+
+    def bankable(self, spec: CodingSpec) -> bool:
+        return spec.layout == "frames" and CODECS[spec.codec].frames_separable
+
+
+def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[str, float]]:
+    """(the .vcfc bytes, seconds per stage) of one image under ``cfg`` (an EvalConfig with a spec)."""
+    spec: CodingSpec = cfg.spec
+    source = ALLOCATORS[cfg.allocation].source if cfg.allocation in ALLOCATORS else "none"  # "file": fixed QPs
+    t: dict[str, float] = {}
+    if source == "image":
+        if not ctx.bankable(spec):
+            raise InputError(f"allocation {cfg.allocation} needs --layout frames and a codec whose pictures can be "
+                             f"re-assembled (got {spec.codec}, {spec.layout})")
+        bank = ctx.bank(spec)
+        enc0 = bank.encode_s
+        qps = _IMAGE_ALLOCATORS[cfg.allocation](split, ctx, cfg, bank)
+        data = bank.assemble([int(v) for v in qps])
+        t["encode"] = bank.encode_s - enc0
+        return data, t
+    qps = cfg.channel_qps
+    if spec.uses_qp and ctx.bankable(spec):
+        bank = ctx.bank(spec)
+        enc0 = bank.encode_s
+        data = bank.assemble(list(qps) if qps is not None else int(cfg.qp))
+        t["encode"] = bank.encode_s - enc0
+        return data, t
+    data = vcfc.encode(ctx.cpu(), qp=None if qps is not None else cfg.qp, channel_qps=list(qps) if qps is not None else None,
+                       spec=spec, input_size=ctx.input_hw, ffmpeg=ctx.ffmpeg, threads=ctx.threads, timings=t)
+    return data, t
+
+
+_local = threading.local()
+
+
+def _sweep(split: Split, distance: str, spec: CodingSpec, qp: int) -> ChannelSweep:
+    """A ChannelSweep over the split's tail, one per thread (its chunk tuner is timing state)."""
+    cache = getattr(_local, "sweeps", None)
+    if cache is None:
+        cache = _local.sweeps = {}
+    key = (id(split), distance)
+    if key not in cache:
+        dist = get_distance(distance)
+        pen = split.penultimate_module() if dist.reads == "penultimate" else None
+        fn = sweep_function(dist, split.tail_module, pen)
+        cache[key] = ChannelSweep(fn, dist, SweepOptions(device=split.device), spec, qp)
+    return cache[key]
+
+
+def _perimage(split: Split, ctx: ImageContext, cfg: Any, bank: FrameBank) -> np.ndarray:
+    opts = dict(cfg.options)
+    sweep = _sweep(split, PERIMAGE_DISTANCE, cfg.spec, cfg.qp)
+    with torch.no_grad():
+        return perimage_qps(ctx.features, bank, int(cfg.qp), int(opts.get("qp_range", 5)), sweep)[0]
+
+
+def rdo_settings(cfg: Any) -> RdoSettings:
+    opts = dict(cfg.options)
+    if opts.get("lam") is None:
+        raise InputError("rdo needs λ: give --lambda, or let it be calibrated")
+    keys = ("span", "step", "groups", "rounds", "distortion", "flip_penalty")
+    return RdoSettings(lam=float(opts["lam"]), uniform_only=cfg.allocation == "rdo-uniform",
+                       **{k: opts[k] for k in keys if opts.get(k) is not None}).checked()
+
+
+def _rdo(split: Split, ctx: ImageContext, cfg: Any, bank: FrameBank) -> np.ndarray:
+    settings = rdo_settings(cfg)
+    sweep = None if settings.uniform_only else _sweep(split, RDO_SWEEP_DISTANCE, cfg.spec, cfg.qp)
+    tail = split.tail_module
+    return rdo_qps(ctx.features, tail=tail, bank=bank, qp=int(cfg.qp), settings=settings, sweep=sweep).qps
+
+
+_IMAGE_ALLOCATORS: dict[str, Callable[[Split, ImageContext, Any, FrameBank], np.ndarray]] = {
+    "perimage": _perimage, "rdo": _rdo, "rdo-uniform": _rdo,
+}
+RDO_METHODS = ("rdo", "rdo-uniform")  # the allocators that need λ
+
+
+def calibrate(split: Split, features: list[Any], spec: CodingSpec, qps: list[int], settings: RdoSettings,
+              ffmpeg: str | None = None) -> dict[int, float]:
+    """λ per base QP from calibration images' features (C,H,W each): see sensitivity.rdo.calibrate_lambda."""
+    if not features:
+        raise InputError("rdo: no calibration images to set λ")
+    images = [(f, split.tail_module, FrameBank(f.detach().cpu(), spec, ffmpeg=ffmpeg, workers=2)) for f in features]
+    out = {}
+    for qp in qps:
+        lo, hi = spec.qp_limits
+        grid = grid_qps(qp, settings.span, settings.step, (lo, hi))
+        out[int(qp)] = calibrate_lambda(images, qp, _neighbour_step(grid, qp), settings, split.device)
+    return out
+
+
+def _neighbour_step(grid: list[int], qp: int) -> int:
+    """Half-width of the slope measurement: the grid's spacing around qp (at least 1)."""
+    others = [abs(g - qp) for g in grid if g != qp]
+    return max(1, min(others)) if others else 1

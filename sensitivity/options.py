@@ -1,0 +1,55 @@
+"""Sweep options and the choices they take; torch-free so the CLI can list them without
+importing torch (`vcfc info` would otherwise pay torch's start-up, see runners/cli)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from vcfc.errors import InputError
+
+METHODS = ("exact", "taylor", "naive")
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How the per-channel variants of an image are evaluated.
+
+    method: exact (batched, chunks of ≤ max_batch variants and ≤ max_bytes), naive (per channel
+      one ffmpeg run and a batch-1 forward; `naive_channels` limits it, the rest NaN) or taylor
+      (one backward pass per image, `taylor_probes` random probes; 0 = plain gradient·noise).
+    linear: on|off|auto -- the leading-conv trick for exact (auto: timed on the first image).
+    dtype: compute precision of the tensors, a torch dtype or its name (float64 for equality
+      tests: MSEs of small output differences cancel in float32).
+    precision: fp32 (exact, the default on every device) | tf32 | bf16 (faster on GPUs, inexact).
+    """
+
+    method: str = "exact"
+    device: Any = "auto"
+    max_batch: int = 64
+    max_bytes: int | None = None
+    linear: str = "auto"
+    taylor_probes: int = 16
+    dtype: Any = "float32"
+    precision: str = "fp32"
+    naive_channels: Sequence[int] | None = None
+
+    def checked(self) -> SweepOptions:
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.linear not in ("auto", "on", "off"):
+            raise InputError(f"linear must be auto, on or off, got {self.linear!r}")
+        if self.max_batch < 1:
+            raise InputError(f"max_batch must be >= 1, got {self.max_batch}")
+        return self
+
+    @classmethod
+    def build(cls, options: SweepOptions | None, overrides: dict[str, Any]) -> SweepOptions:
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"unknown sweep option(s) {', '.join(sorted(unknown))}")
+        return replace(options or cls(), **overrides).checked()

@@ -1,0 +1,64 @@
+"""Hu et al.'s Algorithm 1 as written: allocation per image, at encode time.
+
+Its input is ONE feature tensor X: the C one-channel variants of X (channel i replaced by its
+own codec round trip at QP_base) go through the network, and X itself is coded with the QPs
+the linear rule gives. The round trip at QP_base is X coded uniformly at QP_base (layout
+frames), which the frame bank keeps: the uniform point at that QP and the perimage file share
+it, and the perimage file codes only the channels whose QP moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vcfc.bank import FrameBank
+from vcfc.errors import InputError
+from vcfc.spec import CodingSpec
+
+from .allocate import allocate_linear
+from .distances import get_distance
+from .channel_sweep import ChannelSweep, _as_batch, sweep_function
+from .options import SweepOptions
+
+
+def image_sensitivity(x: Any, bank: FrameBank, qp: int, sweep: ChannelSweep) -> np.ndarray:
+    """(C,) distances of this image's one-channel variants, the noise being its own coding at qp."""
+    if not bank.q.single:
+        raise InputError("per-image channel allocation takes one feature tensor (not a dict of tensors)")
+    bank.ensure({qp: None})
+    xn = bank.reconstruct(qp)
+    s = sweep(_as_batch(x, sweep.device, sweep.dtype), _as_batch(xn, sweep.device, sweep.dtype))
+    return s.numpy()
+
+
+def perimage_qps(x: Any, bank: FrameBank, qp: int, qp_range: int, sweep: ChannelSweep) -> tuple[np.ndarray, np.ndarray]:
+    """(QP per channel, sensitivities): the linear rule on this image's own sensitivities."""
+    s = image_sensitivity(x, bank, qp, sweep)
+    return allocate_linear(s, qp, qp_range, bank.spec.qp_limits), s
+
+
+def allocate_image(features: Any, *, tail: Callable[[Tensor], Tensor], qp: int, qp_range: int = 5,
+                   penultimate: Callable[[Tensor], Tensor] | None = None, spec: CodingSpec | None = None,
+                   distance: str = "penultimate", options: SweepOptions | None = None,
+                   bank: FrameBank | None = None) -> np.ndarray:
+    """QP vector of ONE image's features (C×H×W or 1×C×H×W) by Algorithm 1.
+
+    tail / penultimate: callables on (B,C,H,W) batches, e.g. a split's `tail_module` and
+    `penultimate_module()` (the distance says which one is read). spec: how the features are
+    coded (layout frames; default x265). bank: reuse an existing FrameBank of these features.
+
+        qps = allocate_image(feats, tail=sp.tail_module, penultimate=sp.penultimate_module(), qp=32)
+        data = vcfc.encode(feats, channel_qps=qps, layout="frames")
+    """
+    spec = (spec or CodingSpec(layout="frames")).checked()
+    x = features[0] if isinstance(features, Tensor) and features.dim() == 4 else features
+    bank = bank or FrameBank(x.detach().cpu() if isinstance(x, Tensor) else x, spec)
+    dist = get_distance(distance)
+    sweep = ChannelSweep(sweep_function(dist, tail, penultimate), dist, SweepOptions.build(options, {}), spec, qp)
+    with torch.no_grad():
+        return perimage_qps(x, bank, qp, qp_range, sweep)[0]

@@ -1,0 +1,198 @@
+"""Closed-loop rate–distortion search per image: argmin D_task + λ·R over QP vectors.
+
+The encoder runs the tail anyway (Hu et al.'s setting), so it can look at what each candidate
+coding does to the task output. D is measured through the tail on the JOINTLY decoded features
+(every channel at its candidate QP at once), R is the size of the real .vcfc file of the
+candidate (every byte), in bits per feature element. One λ for all images: images that need
+bits get them. Candidates come from a frame bank (layout frames): the tensor is coded once per
+grid QP and any QP vector is then assembled from those pictures, so a candidate costs one
+batched tail pass, not an encode.
+
+Search, per image: (1) every uniform QP of the grid; unless uniform_only: (2) the linear rule's
+shape on this image's own KL sensitivities, snapped to the grid, at the best uniform QP;
+(3) greedy moves: channels in groups of similar sensitivity step one grid QP up or down, the
+best move of a round kept while it lowers D + λR.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from results.metrics import kl_rows
+from vcfc.bank import FrameBank
+from vcfc.errors import InputError
+
+from .channel_sweep import ChannelSweep, _as_batch
+from .profile import normalize
+
+DISTORTIONS = ("kl", "kl-flip")
+
+
+@dataclass(frozen=True)
+class RdoSettings:
+    lam: float                 # nats of KL per bit per feature element
+    span: int = 6              # candidate QPs within base ± span ...
+    step: int = 3              # ... on the grid of multiples of step (plus the base QP)
+    groups: int = 8            # channels move in groups of similar sensitivity
+    rounds: int = 8            # greedy rounds at most
+    uniform_only: bool = False  # search per-image uniform QPs only (no per-channel moves)
+    distortion: str = "kl"     # kl | kl-flip (KL + flip_penalty when the top-1 class changes)
+    flip_penalty: float = 1.0
+
+    def checked(self) -> RdoSettings:
+        if not (math.isfinite(self.lam) and self.lam >= 0):
+            raise InputError(f"rdo: λ must be a finite number >= 0, got {self.lam}")
+        if self.distortion not in DISTORTIONS:
+            raise InputError(f"rdo: unknown distortion {self.distortion!r}; choose from {', '.join(DISTORTIONS)}")
+        if self.span < 0 or self.step < 1 or self.groups < 1 or self.rounds < 0:
+            raise InputError("rdo: span >= 0, step >= 1, groups >= 1 and rounds >= 0")
+        return self
+
+
+def grid_qps(qp: int, span: int, step: int, limits: tuple[int, int]) -> list[int]:
+    """The QPs a search may use around base ``qp``: multiples of ``step`` within qp ± span, and qp.
+    A grid anchored at 0 (not at qp) lets searches at different base QPs share coded pictures."""
+    lo, hi = limits
+    return sorted({g for g in range(qp - span, qp + span + 1) if g % step == 0 and lo <= g <= hi} | {qp})
+
+
+def distortion(ref: Tensor, out: Tensor, settings: RdoSettings) -> Tensor:
+    """(B,) task distortion of outputs ``out`` against the reference output ``ref`` (1, K)."""
+    d = kl_rows(ref, out)
+    if settings.distortion == "kl-flip":
+        d = d + settings.flip_penalty * (out.argmax(1) != ref.argmax(1)).double()
+    return d
+
+
+@dataclass
+class RdoResult:
+    qps: np.ndarray            # chosen QP per channel
+    cost: float                # D + λ·R
+    distortion: float
+    bpfe: float
+    candidates: int            # QP vectors evaluated through the tail
+    history: list[float] = field(default_factory=list)  # best cost after each stage/round
+
+
+class _Search:
+    """Candidates as per-channel indices into the grid; costs cached by QP vector."""
+
+    def __init__(self, x: Tensor, tail: Callable[[Tensor], Tensor], bank: FrameBank, grid: list[int],
+                 settings: RdoSettings, device: torch.device, dtype: torch.dtype, max_batch: int) -> None:
+        self.tail, self.bank, self.grid, self.s = tail, bank, grid, settings
+        self.max_batch = max_batch
+        bank.ensure({g: None for g in grid})
+        # (K, C, H, W): every channel reconstructed at every grid QP, for gathering candidates
+        self.levels = torch.stack([_as_batch(bank.reconstruct(g), device, dtype)[0] for g in grid])
+        self.x = _as_batch(x, device, dtype)
+        with torch.no_grad():
+            self.ref = tail(self.x)
+        self.elements = bank.q.elements
+        self.cache: dict[bytes, tuple[float, float, float]] = {}
+        self.evaluated = 0
+
+    def qps(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.grid)[idx]
+
+    def costs(self, cands: list[np.ndarray]) -> list[tuple[float, float, float]]:
+        """(cost, distortion, bpfe) per candidate index vector."""
+        todo = [c for c in {c.tobytes(): c for c in cands}.values() if c.tobytes() not in self.cache]
+        c_idx = torch.arange(self.levels.shape[1], device=self.levels.device)
+        for start in range(0, len(todo), self.max_batch):
+            chunk = todo[start : start + self.max_batch]
+            idx = torch.as_tensor(np.stack(chunk), device=self.levels.device)
+            with torch.no_grad():
+                d = distortion(self.ref, self.tail(self.levels[idx, c_idx]), self.s).cpu().numpy()
+            for cand, dist in zip(chunk, d):
+                bpfe = 8.0 * self.bank.size([int(v) for v in self.qps(cand)]) / self.elements
+                self.cache[cand.tobytes()] = (float(dist) + self.s.lam * bpfe, float(dist), bpfe)
+            self.evaluated += len(chunk)
+        return [self.cache[c.tobytes()] for c in cands]
+
+    def best(self, cands: list[np.ndarray]) -> tuple[np.ndarray, tuple[float, float, float]]:
+        costs = self.costs(cands)
+        k = int(np.argmin([c[0] for c in costs]))
+        return cands[k], costs[k]
+
+
+def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: int, settings: RdoSettings,
+            sweep: ChannelSweep | None = None, max_batch: int = 32) -> RdoResult:
+    """The QP vector of one image (C×H×W) minimising D + λ·R (see the module docstring).
+
+    sweep: a ChannelSweep over the tail with the KL distance, for the per-channel stages (not
+    needed with uniform_only).
+    """
+    s = settings.checked()
+    if not bank.q.single:
+        raise InputError("rdo takes one feature tensor (not a dict of tensors)")
+    grid = grid_qps(qp, s.span, s.step, bank.spec.qp_limits)
+    device = sweep.device if sweep is not None else torch.device("cpu")
+    dtype = sweep.dtype if sweep is not None else torch.float32
+    search = _Search(x, tail, bank, grid, s, device, dtype, max_batch)
+    c = search.levels.shape[1]
+    uniform = [np.full(c, k, np.int64) for k in range(len(grid))]
+    cur, cost = search.best(uniform)
+    history = [cost[0]]
+    if not s.uniform_only and len(grid) > 1:
+        if sweep is None:
+            raise InputError("rdo: per-channel search needs a sweep (ChannelSweep over the tail, distance kl)")
+        k0 = int(cur[0])
+        noisy = search.levels[k0 : k0 + 1]
+        sens = normalize(sweep(search.x, noisy).numpy())
+        # the linear rule's shape on this image's own sensitivities, in whole grid steps
+        shaped = [np.clip(k0 - np.floor(r * sens + 0.5).astype(np.int64), 0, len(grid) - 1) for r in (1, 2, 3)]
+        shaped += [np.clip(v + 1, 0, len(grid) - 1) for v in shaped]
+        cur, cost = min([(cur, cost), search.best(shaped)], key=lambda t: t[1][0])
+        history.append(cost[0])
+        groups = _groups(sens, s.groups)
+        for _ in range(s.rounds):
+            moves = []
+            for g in groups:
+                for d in (-1, 1):
+                    m = cur.copy()
+                    m[g] = np.clip(m[g] + d, 0, len(grid) - 1)
+                    if not np.array_equal(m, cur):
+                        moves.append(m)
+            if not moves:
+                break
+            cand, ccost = search.best(moves)
+            if ccost[0] >= cost[0] - 1e-12:
+                break
+            cur, cost = cand, ccost
+            history.append(cost[0])
+    return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
+
+
+def _groups(sens: np.ndarray, n: int) -> list[np.ndarray]:
+    """Channel indices in ``n`` groups of similar sensitivity (by rank), least sensitive first."""
+    order = np.argsort(sens, kind="stable")
+    return [g for g in np.array_split(order, min(n, len(order))) if len(g)]
+
+
+def calibrate_lambda(images: list[tuple[Any, Callable[[Tensor], Tensor], FrameBank]], qp: int, step: int,
+                     settings: RdoSettings, device: torch.device = torch.device("cpu")) -> float:
+    """λ at base ``qp``: minus the slope of the mean uniform distortion–rate curve between qp − step
+    and qp + step, over calibration images (x, tail, bank). The search at this λ then lands near
+    the uniform QP's rate, so rdo's points sit beside uniform's on the rate axis."""
+    lo, hi = images[0][2].spec.qp_limits
+    qa, qb = max(lo, qp - step), min(hi, qp + step)
+    d = {qa: [], qb: []}
+    r = {qa: [], qb: []}
+    for x, tail, bank in images:
+        xb = _as_batch(x, device, torch.float32)
+        with torch.no_grad():
+            ref = tail(xb)
+            for q in (qa, qb):
+                out = tail(_as_batch(bank.reconstruct(q), device, torch.float32))
+                d[q].append(float(distortion(ref, out, settings)[0]))
+                r[q].append(8.0 * bank.size(q) / bank.q.elements)
+    dd = np.mean(d[qb]) - np.mean(d[qa])
+    dr = np.mean(r[qa]) - np.mean(r[qb])
+    return float(max(dd / dr, 1e-12)) if dr > 0 else 1e-12

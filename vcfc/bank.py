@@ -1,0 +1,149 @@
+"""FrameBank: one image's features coded at several QPs, picture by picture, so that a file with
+ANY per-channel QP vector is assembled from pictures already coded, without the encoder.
+
+With layout "frames" every channel is its own all-intra picture, independent of the others: the
+picture of channel c at QP q is the same whichever other channels share its stream. The bank
+codes a channel at a QP once (`ensure`), keeps its coded bytes and its decoded codes, and then:
+
+  assemble(qps)     the bytes of a real .vcfc file for that QP vector (each stream = the
+                    codec's shared prefix + the channels' pictures, via the backend's
+                    join_frames); vcfc.decode reads it like any other file
+  reconstruct(qps)  what decoding that file gives (from the kept codes, no decoder run)
+  size(qps)         len(assemble(qps)): the honest rate, every byte counted
+
+Assembling all channels at one QP from one encode gives exactly the bytes `vcfc.encode` gives
+(tests/test_bank.py), so a uniform encode and the candidates of a per-image search share work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from packing.layouts import pack, plan_streams, unpack
+from packing.quantizers import dequantize
+
+from .coding import Quantized, build_container, quantize_features, resolve_qps, stream_jobs
+from .errors import InputError
+from .features import from_arrays
+from .ffmpeg import children_stopped_on_interrupt
+from .spec import CodingSpec
+
+Channel = tuple[str, int]
+QPs = Mapping[str, Sequence[int]]
+
+
+class FrameBank:
+    """Pictures of one image's channels, coded at the QPs asked so far (layout frames)."""
+
+    def __init__(self, features: Any, spec: CodingSpec, *, ffmpeg: str | None = None, threads: int | None = None,
+                 input_size: tuple[int, int] | None = None, workers: int = 1) -> None:
+        spec = spec.checked()
+        if spec.layout != "frames":
+            raise InputError(f"a frame bank needs layout frames (one picture per channel), not {spec.layout}")
+        self.spec = spec
+        self.backend = spec.backend(ffmpeg, threads)
+        if not self.backend.frames_separable:
+            raise InputError(f"codec {spec.codec}: its pictures cannot be re-assembled into new files")
+        self.q: Quantized = quantize_features(features, spec)
+        self.input_size = input_size
+        self.workers = max(1, workers)
+        self.pictures: dict[tuple[int, str, int], bytes] = {}
+        self.prefix: dict[tuple[int, int, int], bytes] = {}  # (qp, height, width) -> shared prefix
+        self.codes: dict[int, dict[str, np.ndarray]] = {}     # qp -> decoded codes (filled channels)
+        self.encodes = 0          # encoder runs so far
+        self.encoded_pictures = 0
+        self.encode_s = 0.0       # seconds in the encoder and decoder
+
+    # -- filling -------------------------------------------------------------------------------
+    @property
+    def channels(self) -> list[Channel]:
+        return [(name, int(c)) for name in self.q.shapes for c in self.q.order[name]]
+
+    def has(self, qp: int, channels: Iterable[Channel] | None = None) -> bool:
+        return all((qp, n, c) in self.pictures for n, c in (self.channels if channels is None else channels))
+
+    def ensure(self, needs: Mapping[int, Iterable[Channel] | None]) -> None:
+        """Code what is missing: for each QP the given channels (None: all); QPs run in parallel."""
+        todo = []
+        for qp, channels in needs.items():
+            self.spec.check_qp(int(qp))
+            missing = [ch for ch in (self.channels if channels is None else channels) if (qp, *ch) not in self.pictures]
+            if missing:
+                todo.extend((int(qp), plan) for plan in plan_streams(self.q.shapes, missing, "frames", self.backend.align))
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        if self.workers > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(min(self.workers, len(todo))) as pool, children_stopped_on_interrupt():
+                done = list(pool.map(lambda job: self._code(*job), todo))
+        else:
+            done = [self._code(*job) for job in todo]
+        for qp, plan, prefix, pictures, decoded in done:
+            self.prefix.setdefault((qp, plan.height, plan.width), prefix)
+            codes = self.codes.setdefault(qp, {n: np.zeros(s, np.uint16) for n, s in self.q.shapes.items()})
+            unpack(decoded, plan, codes)
+            for p in plan.placements:
+                self.pictures[(qp, p.name, p.c)] = pictures[p.frame]
+        self.encodes += len(todo)
+        self.encoded_pictures += sum(plan.n_frames for _, plan in todo)
+        self.encode_s += time.perf_counter() - t0
+
+    def _code(self, qp: int, plan: Any) -> tuple[int, Any, bytes, list[bytes], np.ndarray]:
+        b, s = self.backend, self.spec
+        payload = b.encode(pack(self.q.codes, plan), s.bits, qp, s.preset)
+        prefix, pictures = b.split_frames(payload, plan.n_frames)
+        return qp, plan, prefix, pictures, b.decode(payload, plan.n_frames, plan.height, plan.width, s.bits)
+
+    # -- using -----------------------------------------------------------------------------------
+    def qp_vector(self, qps: int | QPs | Sequence[int]) -> dict[str, np.ndarray]:
+        """One QP per channel (a uniform int, a flat sequence, or name -> sequence), checked."""
+        if isinstance(qps, (int, np.integer)):
+            return resolve_qps(self.q.shapes, int(qps), None, self.spec)
+        return resolve_qps(self.q.shapes, None, qps, self.spec)
+
+    def _needs(self, qps: Mapping[str, np.ndarray]) -> dict[int, list[Channel]]:
+        needs: dict[int, list[Channel]] = {}
+        for name, q in qps.items():
+            for c, v in enumerate(q):
+                needs.setdefault(int(v), []).append((name, c))
+        return needs
+
+    def assemble(self, qps: int | QPs | Sequence[int]) -> bytes:
+        """A real .vcfc file with these per-channel QPs, made of banked pictures (coding what is missing)."""
+        qv = self.qp_vector(qps)
+        self.ensure(self._needs(qv))
+        jobs = stream_jobs(self.q.shapes, self.q.order, qv, "frames", self.backend.align)
+        payloads = []
+        for qp, plan in jobs:
+            ordered = sorted(plan.placements, key=lambda p: p.frame)
+            payloads.append(self.backend.join_frames(self.prefix[(qp, plan.height, plan.width)],
+                                                     [self.pictures[(qp, p.name, p.c)] for p in ordered]))
+        return build_container(self.q, self.spec, self.backend.align, qv, jobs, payloads, self.input_size)
+
+    def size(self, qps: int | QPs | Sequence[int]) -> int:
+        return len(self.assemble(qps))
+
+    def reconstruct_codes(self, qps: int | QPs | Sequence[int]) -> dict[str, np.ndarray]:
+        qv = self.qp_vector(qps)
+        self.ensure(self._needs(qv))
+        out = {}
+        for name, q in qv.items():
+            stack = np.stack([self.codes[int(v)][name][c] for c, v in enumerate(q)])
+            out[name] = stack
+        return out
+
+    def reconstruct(self, qps: int | QPs | Sequence[int]) -> Any:
+        """The features decoding assemble(qps) gives: same kind, dtype and shape as the input."""
+        codes = self.reconstruct_codes(qps)
+        arrays = {name: dequantize(codes[name], self.q.params[name]) for name in codes}
+        return from_arrays(arrays, self.q.metas, self.q.single)
+
+    def stats(self) -> dict[str, Any]:
+        return {"encodes": self.encodes, "encoded_pictures": self.encoded_pictures, "encode_s": self.encode_s,
+                "qps_coded": sorted(self.codes)}
+
