@@ -95,6 +95,7 @@ def run_case(model: str, layer: str, weights, args) -> dict:
     kw = dict(tail=sp.tail_module, penultimate=pen, qp_base=args.qp, device=dev, max_batch=args.max_batch)
     S.measure(feats[:1], **kw, naive_channels=[0], method="naive")          # warm-up (kernels, ffmpeg)
     exact, t_exact = timed(lambda: S.measure(feats, **kw, method="exact"))
+    sweep_s = exact.meta["seconds_sweep"]  # the tail passes alone, without waiting for the codec
     naive_ch = list(range(min(args.naive_channels, c)))
     _, t_naive = timed(lambda: S.measure(feats[:1], **kw, method="naive", naive_channels=naive_ch))
     taylor, t_taylor = timed(lambda: S.measure(feats, **kw, method="taylor", taylor_probes=args.probes))
@@ -110,8 +111,18 @@ def run_case(model: str, layer: str, weights, args) -> dict:
         "linear_trick": exact.meta["linear_trick"], "chunk": exact.meta["chunk"],
         "taylor_s_per_image": t_taylor / len(feats), "taylor_time_ratio": t_taylor / t_exact,
         "taylor_probes": args.probes, "spearman_taylor_exact": S.spearman(exact.sensitivity, taylor.sensitivity),
-        "tail_gflop_per_variant": fl / 1e9, "achieved_tflops": fl * c / exact_per_image / 1e12,
+        "sweep_s_per_image": sweep_s / len(feats),
+        "tail_gflop_per_variant": fl / 1e9, "achieved_tflops": fl * c * len(feats) / sweep_s / 1e12,
     }
+    for mode in args.precisions.split(",") if args.precisions else []:
+        if mode == "fp32":
+            continue
+        fast, _ = timed(lambda: S.measure(feats, **kw, method="exact", precision=mode))
+        row[f"{mode}_sweep_s_per_image"] = fast.meta["seconds_sweep"] / len(feats)
+        row[f"{mode}_speedup"] = sweep_s / fast.meta["seconds_sweep"]
+        row[f"{mode}_spearman"] = S.spearman(exact.sensitivity, fast.sensitivity)
+        ref = abs(exact.sensitivity)
+        row[f"{mode}_max_rel_diff"] = float((abs(fast.sensitivity - exact.sensitivity) / (ref + 1e-3 * ref.max())).max())
     if args.peak_tflops:
         row["fraction_of_peak"] = row["achieved_tflops"] / args.peak_tflops
     return row
@@ -163,8 +174,12 @@ def main() -> int:
     ap.add_argument("--fpn", action="store_true", help="also the FPN p2 run (default: only on cuda)")
     ap.add_argument("--fpn-budget-gib", type=float, default=8.0)
     ap.add_argument("--only", help="comma-separated model names")
+    ap.add_argument("--precisions", default=None, help="also time these sweep precisions vs fp32, e.g. tf32,bf16 "
+                                                      "(default on cuda: tf32,bf16)")
     ap.add_argument("--out", default=str(REPO / "bench-out" / "sensitivity.json"))
     args = ap.parse_args()
+    if args.precisions is None and S.resolve_device(args.device).type == "cuda":
+        args.precisions = "tf32,bf16"
     torch_home()
     rows = []
     for model, layer, weights in CASES:
@@ -182,7 +197,13 @@ def main() -> int:
               f"{r['variants_per_s']:>8.1f}{r['speedup']:>8.1f}×{str(r['linear_trick'])[0]:>5}"
               f"{r['taylor_time_ratio']:>15.2f}{r['spearman_taylor_exact']:>9.3f}{r['achieved_tflops']:>9.3f}")
     print(f"* naive: timed on the first {args.naive_channels} channels of one image, extrapolated per channel; "
-          f"ours: all channels, {args.images} images, device {rows[0]['device'] if rows else args.device}")
+          f"ours: all channels, {args.images} images, device {rows[0]['device'] if rows else args.device}; "
+          f"TFLOP/s: tail FLOPs over the sweep's own time (the codec round trip excluded)")
+    for r in rows:
+        for mode in (args.precisions or "").split(","):
+            if mode and mode != "fp32":
+                print(f"  {r['model']} {r['layer']}: {mode} sweep {r[f'{mode}_speedup']:.2f}× fp32's speed, "
+                      f"Spearman vs fp32 {r[f'{mode}_spearman']:.4f}, max relative difference {r[f'{mode}_max_rel_diff']:.2e}")
     if fpn:
         mem = f", peak {fpn['max_memory_allocated'] / 2**30:.2f} GiB" if "max_memory_allocated" in fpn else ""
         print(f"{fpn['case']}: {fpn['seconds']:.1f} s, {fpn['variants_per_s']:.1f} variants/s, "

@@ -21,7 +21,8 @@ from sensitivity.distances import get_distance
 from sensitivity.channel_sweep import ChannelSweep, sweep_function
 from sensitivity.options import SweepOptions
 from sensitivity.perimage import perimage_qps
-from sensitivity.rdo import RdoSettings, calibrate_lambda, grid_qps, rdo_qps
+from sensitivity.options import RdoSettings
+from sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
 from vcfc.bank import FrameBank
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
@@ -37,10 +38,11 @@ class ImageContext:
     """One image of a batch: its features (C,H,W or dict, on the split's device), its size, and
     the frame banks of the specs it is coded with (created on first use)."""
 
-    def __init__(self, features: Any, input_hw: tuple[int, int], ffmpeg: str | None, threads: int | None) -> None:
+    def __init__(self, features: Any, input_hw: tuple[int, int], ffmpeg: str | None, cores: int = 1) -> None:
         self.features = features
         self.input_hw = input_hw
-        self.ffmpeg, self.threads = ffmpeg, threads
+        self.ffmpeg = ffmpeg
+        self.cores = max(1, cores)  # this image's share: parallel QPs in a bank, or one encoder's threads
         self.banks: dict[CodingSpec, FrameBank] = {}
 
     def cpu(self) -> Any:
@@ -49,8 +51,9 @@ class ImageContext:
 
     def bank(self, spec: CodingSpec) -> FrameBank:
         if spec not in self.banks:
-            self.banks[spec] = FrameBank(self.cpu(), spec, ffmpeg=self.ffmpeg, threads=self.threads,
-                                         input_size=self.input_hw, workers=2)
+            # single-threaded encoders, several QPs at once: the bitstream is the same as threaded
+            self.banks[spec] = FrameBank(self.cpu(), spec, ffmpeg=self.ffmpeg, threads=1,
+                                         input_size=self.input_hw, workers=self.cores)
         return self.banks[spec]
 
     def bankable(self, spec: CodingSpec) -> bool:
@@ -80,7 +83,7 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
         t["encode"] = bank.encode_s - enc0
         return data, t
     data = vcfc.encode(ctx.cpu(), qp=None if qps is not None else cfg.qp, channel_qps=list(qps) if qps is not None else None,
-                       spec=spec, input_size=ctx.input_hw, ffmpeg=ctx.ffmpeg, threads=ctx.threads, timings=t)
+                       spec=spec, input_size=ctx.input_hw, ffmpeg=ctx.ffmpeg, threads=ctx.cores, workers=1, timings=t)
     return data, t
 
 

@@ -7,10 +7,9 @@ runs once per batch and its features are reused for every configuration. It retu
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +21,7 @@ from vcfc.ffmpeg import children_stopped_on_interrupt
 from vcfc.spec import CodingSpec
 
 from .allocators import ImageContext, code_image
+from .budget import Budget
 from .datasets import Batch
 from .models import FeatureDict, Split
 from .tasks import get_task, summarize
@@ -86,20 +86,22 @@ def rate_stats(data: bytes, elements: int, t: dict[str, float]) -> dict[str, Any
 
 
 def evaluate_batch(split: Split, batch: Batch, configs: Sequence[EvalConfig], ffmpeg: str | None = None,
-                   threads: int | None = None, image_workers: int | None = None) -> list[dict[str, Any]]:
+                   threads: int | None = None, budget: Budget | None = None) -> list[dict[str, Any]]:
     """Run one batch through head once and through tail per configuration; one row per image × config.
 
     Each image keeps its frame banks across the configurations, so configs that need the same
-    pictures (uniform at q, the perimage sweep at q, rdo's grid) code them once.
-    threads: encoder/decoder threads per ffmpeg run; image_workers: images coded in parallel
-    threads (ffmpeg runs out of process), default one per core.
+    pictures (uniform at q, the perimage sweep at q, rdo's grid) code them once. The images of a
+    batch are coded in parallel threads (ffmpeg runs out of process) while the tail runs on the
+    previous configuration's reconstructions.
+    threads: encoder/decoder threads per ffmpeg run (None: from the budget); budget: this
+    process's share of the machine (default: every core).
     """
     task = get_task(split.task)
     images = batch.images
     if isinstance(images, list) and task.batchable:
         # Images of different sizes (e.g. segmentation transforms keep the aspect): one at a time.
         return [row for i in range(len(images))
-                for row in evaluate_batch(split, _one(batch, i), configs, ffmpeg, threads, image_workers)]
+                for row in evaluate_batch(split, _one(batch, i), configs, ffmpeg, threads, budget)]
     n_img = len(batch.image_ids)
     t0 = time.perf_counter()
     features = split.head(images)
@@ -109,22 +111,30 @@ def evaluate_batch(split: Split, batch: Batch, configs: Sequence[EvalConfig], ff
     ref = split.tail(features, meta=meta)
     ref_tail_s = (time.perf_counter() - t0) / n_img
     input_hw = _input_hw(images)
+    budget = budget or Budget.share(1)
+    workers = budget.image_workers(n_img)
+    threads = threads if threads is not None else budget.per_image(n_img)
     contexts = [ImageContext(_per_image(features, i), input_hw[i], ffmpeg, threads) for i in range(n_img)]
     rows: list[dict[str, Any]] = []
-    workers = max(1, min(n_img, image_workers or os.cpu_count() or 1))
-    for cfg in configs:
-        with ThreadPoolExecutor(workers) as pool, children_stopped_on_interrupt():
-            coded = list(pool.map(lambda ctx: _code(split, ctx, cfg, ffmpeg, threads), contexts))
-        t0 = time.perf_counter()
-        out = ref if cfg.spec is None else split.tail(_restack([r for r, _ in coded], features), meta=meta)
-        tail_s = ref_tail_s if cfg.spec is None else (time.perf_counter() - t0) / n_img
-        scores = task.score(ref, out, batch.targets, batch.image_ids)
-        for i, image_id in enumerate(batch.image_ids):
-            rows.append({
-                "image_id": image_id, "config": cfg.label(), **cfg.describe(),
-                "mean_qp": float(cfg.qp if cfg.qp is not None else -1), **coded[i][1],
-                "head_s": head_s, "tail_s": tail_s, **scores[i], "status": "ok", "error": "",
-            })
+    with ThreadPoolExecutor(workers) as pool, children_stopped_on_interrupt():
+        def submit(cfg: EvalConfig) -> list[Future]:
+            return [pool.submit(_code, split, ctx, cfg, ffmpeg, threads) for ctx in contexts]
+
+        pending = submit(configs[0]) if configs else []
+        for k, cfg in enumerate(configs):
+            coded = [f.result() for f in pending]
+            # the next configuration is coded (out of process) while this one's tail runs
+            pending = submit(configs[k + 1]) if k + 1 < len(configs) else []
+            t0 = time.perf_counter()
+            out = ref if cfg.spec is None else split.tail(_restack([r for r, _ in coded], features), meta=meta)
+            tail_s = ref_tail_s if cfg.spec is None else (time.perf_counter() - t0) / n_img
+            scores = task.score(ref, out, batch.targets, batch.image_ids)
+            for i, image_id in enumerate(batch.image_ids):
+                rows.append({
+                    "image_id": image_id, "config": cfg.label(), **cfg.describe(),
+                    "mean_qp": float(cfg.qp if cfg.qp is not None else -1), **coded[i][1],
+                    "head_s": head_s, "tail_s": tail_s, **scores[i], "status": "ok", "error": "",
+                })
     return rows
 
 

@@ -15,7 +15,7 @@
     [coding]
     codecs = ["x265"]                  # any registered codec: x265 | vvenc | av1 | jpeg | lossless
     presets = { x265 = "fast" }        # optional, per codec (default: the codec's)
-    quant = "minmax"
+    quant = "minmax"                   # minmax | minmax-channel | log | zscore, or a list to compare
     bits = 8
     layouts = ["frames"]
     reorder = "none"                   # none | similarity
@@ -31,7 +31,8 @@
 
     [run]
     executor = "local"                 # local | dask
-    workers = 2
+    workers = 2                        # worker processes (default: one per core)
+    # threads_per_worker = 1           # default: cores ÷ workers
     batch_size = 4                     # images per task (one head/tail pass)
     device = "cpu"                     # auto | cpu | cuda
 """
@@ -48,7 +49,7 @@ from packing.quantizers import QUANTIZERS
 from packing.reorder import REORDERS
 from sensitivity.allocation import ALLOCATORS
 from sensitivity.distances import DISTANCES
-from sensitivity.rdo import RdoSettings
+from sensitivity.options import RdoSettings
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
@@ -81,18 +82,20 @@ class CodingGrid:
 
     codecs: list[str] = field(default_factory=lambda: ["x265"])
     presets: dict[str, str] = field(default_factory=dict)
-    quant: str = "minmax"
+    quant: str | list[str] = "minmax"  # one quantizer, or several to compare
     bits: int = 8
     layouts: list[str] = field(default_factory=lambda: ["frames"])
     reorder: str = "none"
     qps: list[int] = field(default_factory=lambda: [27, 32, 37, 42])
 
-    def spec(self, codec: str, layout: str) -> CodingSpec:
-        return CodingSpec(codec=codec, quant=self.quant, bits=self.bits, layout=layout,
-                          preset=self.presets.get(codec), reorder=self.reorder)
+    @property
+    def quants(self) -> list[str]:
+        return [self.quant] if isinstance(self.quant, str) else list(self.quant)
 
     def specs(self) -> list[CodingSpec]:
-        return [self.spec(c, lay) for c in self.codecs for lay in self.layouts]
+        """One CodingSpec per codec × layout × quantizer."""
+        return [CodingSpec(codec=c, quant=q, bits=self.bits, layout=lay, preset=self.presets.get(c), reorder=self.reorder)
+                for c in self.codecs for lay in self.layouts for q in self.quants]
 
 
 @dataclass
@@ -103,7 +106,7 @@ class AllocationSpec:
     profile_qp: int = 32
     profile_data: str | None = None
     distance: str = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
-    # rdo / rdo-uniform (sensitivity.rdo.RdoSettings); λ per QP is calibrated on the profile images
+    # rdo / rdo-uniform (sensitivity.options.RdoSettings); λ per QP is calibrated on the profile images
     rdo_span: int = 6
     rdo_step: int = 3
     rdo_groups: int = 8
@@ -118,7 +121,8 @@ class AllocationSpec:
 @dataclass
 class RunSpec:
     executor: str = "local"
-    workers: int | None = None
+    workers: int | None = None            # default: one per core
+    threads_per_worker: int | None = None  # default: cores ÷ workers (torch, parallel images, encoders)
     batch_size: int = 4
     device: str = "cpu"
     scheduler: str | None = None
@@ -226,7 +230,9 @@ def _validate(exp: Experiment) -> None:
     c, a, r = exp.coding, exp.allocation, exp.run
     _choices("codec", c.codecs, CODECS)
     _choices("layout", c.layouts, LAYOUTS)
-    _choices("quantizer", [c.quant], QUANTIZERS)
+    if not c.quants or not all(isinstance(q, str) for q in c.quants):
+        raise InputError("experiment: [coding] quant must be a quantizer name or a list of them")
+    _choices("quantizer", c.quants, QUANTIZERS)
     _choices("reorder", [c.reorder], REORDERS)
     _choices("allocation", a.methods, ALLOCATORS)
     _choices("distance", [a.distance], DISTANCES)

@@ -154,23 +154,25 @@ def _run_local(todo: list[tuple[str, dict]], fn: TaskFn, rec: _Recorder, setup: 
     return n_crashes
 
 
-def _dask_client(scheduler: Any) -> tuple[Any, bool]:
+def _dask_client(scheduler: Any, workers: int) -> tuple[Any, bool]:
     """(client, whether we own it): an address, a LocalCluster/cluster object, a Client, or None."""
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
     if isinstance(scheduler, Client):
         return scheduler, False
     if scheduler is None:
-        return Client(), True  # a LocalCluster of this machine
+        # a cluster of this machine: `workers` processes of one task thread each; the thread budget
+        # of each (its share of the cores) comes with the task's setup, as for the local executor
+        return Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)), True
     return Client(scheduler), True  # address string or cluster object
 
 
 def _run_dask(todo: list[tuple[str, dict]], fn: TaskFn, rec: _Recorder, setup: Callable | None, *,
               scheduler: Any, max_in_flight: int | None, gpu_resources: Mapping[str, float] | None,
-              **_: Any) -> int:
+              workers: int = 1, **_: Any) -> int:
     from distributed import as_completed
 
-    client, own = _dask_client(scheduler)
+    client, own = _dask_client(scheduler, workers)
     futures: dict[Any, tuple[str, dict]] = {}
     try:
         threads = sum(client.nthreads().values()) or 1
@@ -286,9 +288,6 @@ def run_grid(tasks: Iterable[Mapping[str, Any]], fn: TaskFn, store: RowStore | s
     if interrupted:
         print(f"interrupted: {skipped + rec.done}/{len(keyed)} tasks are saved in {store.run_dir}; "
               f"run the same command again to resume (finished tasks are skipped)", file=sys.stderr)
-    elif rec.errors and progress:
-        print(f"{rec.errors} task(s) failed (status='error' rows in {store.run_dir}); "
-              f"rerun with retry_errors=True to retry them", file=sys.stderr)
     summary = {k: v for k, v in asdict(result).items() if k != "error_keys"}
     update_manifest(store.run_dir, **({} if interrupted else {"ended": _now()}), last_run=summary)
     return result

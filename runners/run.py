@@ -8,24 +8,24 @@ finished task's rows are stored atomically, so an interrupted run resumes where 
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sensitivity.allocation import allocate_from_profile, get_allocator
 from sensitivity.channel_sweep import measure, resolve_device
 from sensitivity.profile import Profile, read_profile, write_profile
-from sensitivity.rdo import RdoSettings
+from sensitivity.options import RdoSettings
 from vcfc.api import decode_frames, encode
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
 from .allocators import RDO_METHODS, calibrate
+from .budget import Budget, default_workers
 from .datasets import collate, load_samples, open_dataset
 from .evaluate import EvalConfig, evaluate_batch
 from .executors import worker_cache
@@ -52,9 +52,11 @@ def run_experiment(exp: Experiment, run_dir: str | Path, *, executor: str | None
     allocations = prepare_allocations(exp, run, progress=progress)
     tasks = build_tasks(exp, allocations, run.read_json(run.lambdas_path))
     store = run.rows()
+    n_workers = workers or exp.run.workers or default_workers()
+    budget = Budget.share(n_workers, per_worker=exp.run.threads_per_worker)
     result = run_grid(tasks, run_task, store, executor=executor or exp.run.executor,
-                      workers=workers or exp.run.workers, scheduler=scheduler or exp.run.scheduler,
-                      progress=progress, setup=worker_setup, retry_errors=retry_errors)
+                      workers=n_workers, scheduler=scheduler or exp.run.scheduler,
+                      progress=progress, setup=functools.partial(worker_setup, budget), retry_errors=retry_errors)
     if not result.interrupted:
         store.compact()
     return result
@@ -79,9 +81,14 @@ def preflight(exp: Experiment) -> None:
                                      f"classifiers in experiments (this model's task is {task.name})")
 
 
-def worker_setup() -> None:
-    # Workers share the cores with ffmpeg: one torch thread each avoids oversubscription.
-    torch.set_num_threads(1)
+_BUDGET = Budget(1)  # this worker process's share of the machine (set by worker_setup)
+
+
+def worker_setup(budget: Budget = Budget(1)) -> None:
+    """Once per worker process: its thread budget (torch threads, parallel images, encoder threads)."""
+    global _BUDGET
+    _BUDGET = budget
+    budget.apply()
     # The parent already said it once; N workers repeating it (with source lines) is noise.
     warnings.filterwarnings("ignore", message=".*random weights.*")
     logging.getLogger("runners").addHandler(logging.NullHandler())
@@ -111,17 +118,10 @@ def _eval_range(exp: Experiment, d_index: int, n_images: int) -> range:
     return range(start, n_images)
 
 
-@dataclass(frozen=True)
-class AllocKey:
-    model: str
-    layer: str
-    codec: str
-    layout: str
-    method: str
-    qp: int
-
-    def __str__(self) -> str:
-        return f"{self.model}/{self.layer}/{self.codec}/{self.layout}/{self.method}/{self.qp}"
+def alloc_key(model: str, layer: str, spec: CodingSpec, method: str, qp: int) -> str:
+    """Key of one allocation in allocations.json / lambdas.json, e.g.
+    squeezenet1_1/fire3/x265/fast/minmax/8b/frames/linear/32 (the config id + base QP)."""
+    return f"{model}/{layer}/{spec.label()}/{method}/{qp}"
 
 
 def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> dict[str, list[int]]:
@@ -141,7 +141,7 @@ def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> 
                     for method in profile_methods:
                         for qp in exp.coding.qps:
                             qps, _ = allocate_from_profile(method, profile, qp, exp.allocation.qp_range, spec.qp_limits)
-                            out[str(AllocKey(m.name, layer, spec.codec, spec.layout, method, qp))] = [int(v) for v in qps]
+                            out[alloc_key(m.name, layer, spec, method, qp)] = [int(v) for v in qps]
     _save_sample(exp, run)
     run.write_json(run.allocations_path, out)
     return out
@@ -162,7 +162,7 @@ def _calibrate_lambdas(exp: Experiment, run: RunDir) -> None:
             for spec in exp.coding.specs():
                 for qp, lam in calibrate(sp, features, spec, exp.coding.qps, settings).items():
                     for method in methods:
-                        out[str(AllocKey(m.name, layer, spec.codec, spec.layout, method, qp))] = lam
+                        out[alloc_key(m.name, layer, spec, method, qp)] = lam
     run.write_json(run.lambdas_path, out)
 
 
@@ -183,7 +183,7 @@ def calibration_features(exp: Experiment, sp: Split) -> tuple[Any, int, str]:
 
 def _profile(exp: Experiment, model: str, weights: str, layer: str, spec: CodingSpec, run: RunDir,
              progress: bool) -> Profile:
-    prefix = run.profile_prefix(model, layer, spec.codec, spec.layout)
+    prefix = run.profile_prefix(model, layer, spec.label())
     if prefix.with_suffix(".parquet").exists():
         return read_profile(prefix.with_suffix(".parquet"))
     sp = cached_split(model, weights, layer, exp.run.device)
@@ -243,7 +243,7 @@ def _configs(exp: Experiment, model: str, layer: str, allocations: dict[str, lis
     for spec in exp.coding.specs():
         for method in exp.allocation.methods:
             for qp in exp.coding.qps:
-                key = str(AllocKey(model, layer, spec.codec, spec.layout, method, qp))
+                key = alloc_key(model, layer, spec, method, qp)
                 options: dict[str, Any] = {"qp_range": exp.allocation.qp_range} if method == "perimage" else {}
                 if method in RDO_METHODS:
                     options = {**exp.allocation.rdo_options(), "lam": lambdas[key]}
@@ -270,7 +270,8 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
                                   for image_id, err in bad]
     size = get_task(sp.task).batch_size(len(samples))
     for start in range(0, len(samples), max(1, size)):
-        for row in evaluate_batch(sp, collate(samples[start : start + size]), configs):
+        batch = collate(samples[start : start + size])
+        for row in evaluate_batch(sp, batch, configs, threads=None, budget=_BUDGET):
             row.update(base)
             row["config"] = f"{task['model']}/{task['layer']}/{row['config']}"
             rows.append(row)

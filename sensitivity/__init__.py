@@ -15,15 +15,15 @@ from typing import Any
 
 _EXPORTS = {
     "allocate": ("Allocation", "allocate_lagrangian", "allocate_levels", "allocate_linear", "lagrangian_curve",
-                 "lagrangian_for_target", "task_weights"),
+                 "lagrangian_for_target", "normalize", "task_weights"),
     "allocation": ("ALLOCATORS", "Allocator", "Target", "allocate_from_profile", "get_allocator", "per_channel"),
     "distances": ("DISTANCES", "Distance", "get_distance"),
     "graph": ("CutBypassed", "extract_subgraph", "linear_head", "penultimate_graph"),
     "levels": ("detection_distance", "measure_levels"),
     "channel_sweep": ("ChannelSweep", "measure", "precision", "resolve_device"),
     "noise": ("rd_tables", "roundtrip", "sweep_spec"),
-    "options": ("METHODS", "PRECISIONS", "SweepOptions"),
-    "profile": ("Profile", "normalize", "read_profile", "write_profile"),
+    "options": ("METHODS", "PRECISIONS", "RdoSettings", "SweepOptions"),
+    "profile": ("Profile", "read_profile", "write_profile"),
     "stats": ("spearman",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -18,8 +18,12 @@ import numpy as np
 
 from vcfc.errors import InputError
 
-from .profile import normalize
 
+def normalize(s: np.ndarray) -> np.ndarray:
+    """Min-max normalisation to [0, 1]; a constant profile maps to zeros."""
+    s = np.asarray(s, float)
+    lo, hi = float(np.min(s)), float(np.max(s))
+    return np.zeros_like(s) if hi <= lo else (s - lo) / (hi - lo)
 
 def allocate_linear(sensitivity: Sequence[float] | np.ndarray, qp_base: int, qp_range: int,
                     qp_limits: tuple[int, int] = (0, 51)) -> np.ndarray:
@@ -34,14 +38,12 @@ def allocate_linear(sensitivity: Sequence[float] | np.ndarray, qp_base: int, qp_
     q = qp_base - np.floor(qp_range * normalize(s) + 0.5).astype(np.int64)
     return np.clip(q, qp_limits[0], qp_limits[1]).astype(np.int64)
 
-
 def allocate_levels(level_sensitivity: Mapping[str, float], qp_base: int, qp_range: int,
                     qp_limits: tuple[int, int] = (0, 51)) -> dict[str, int]:
     """One QP per pyramid level by the linear rule on the per-level importances."""
     names = list(level_sensitivity)
     q = allocate_linear([level_sensitivity[k] for k in names], qp_base, qp_range, qp_limits)
     return {k: int(v) for k, v in zip(names, q)}
-
 
 @dataclass
 class Allocation:
@@ -50,13 +52,11 @@ class Allocation:
     rate: float              # Σ R_i(q_i)   (bytes)
     distortion: float        # Σ w_i D_i(q_i)
 
-
 def _check_tables(weights: np.ndarray, rate: np.ndarray, dist: np.ndarray, qps: np.ndarray) -> None:
     c, k = rate.shape
     if dist.shape != (c, k) or weights.shape != (c,) or qps.shape != (k,):
         raise InputError(f"table shapes disagree: weights {weights.shape}, rate {rate.shape}, "
                          f"dist {dist.shape}, qps {qps.shape}")
-
 
 def allocate_lagrangian(weights: Sequence[float] | np.ndarray, rate: np.ndarray, dist: np.ndarray,
                         qps: Sequence[int], lam: float) -> Allocation:
@@ -72,12 +72,10 @@ def allocate_lagrangian(weights: Sequence[float] | np.ndarray, rate: np.ndarray,
     rows = np.arange(len(w))
     return Allocation(q[pick], float(lam), float(r[rows, pick].sum()), float((w * d[rows, pick]).sum()))
 
-
 def lagrangian_curve(weights: np.ndarray, rate: np.ndarray, dist: np.ndarray, qps: Sequence[int],
                      lambdas: Sequence[float]) -> list[Allocation]:
     """The allocation for each λ: a rate/weighted-distortion curve."""
     return [allocate_lagrangian(weights, rate, dist, qps, lam) for lam in lambdas]
-
 
 def lagrangian_for_target(weights: np.ndarray, rate: np.ndarray, dist: np.ndarray, qps: Sequence[int], *,
                           target_bytes: float | None = None, target_qp: float | None = None,
@@ -108,7 +106,6 @@ def lagrangian_for_target(weights: np.ndarray, rate: np.ndarray, dist: np.ndarra
         else:
             lo = mid
     return allocate_lagrangian(weights, rate, dist, qps, hi)
-
 
 def task_weights(sensitivity: np.ndarray, dist: np.ndarray, qps: Sequence[int], qp_base: int) -> np.ndarray:
     """w_i = S_i / D_i(QP_base): S_i is the task cost of channel i's noise AT QP_base, so

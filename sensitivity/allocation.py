@@ -9,13 +9,16 @@ rdo: decided at encode time, see sensitivity.perimage and sensitivity.rdo). `vcf
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from vcfc.errors import InputError
 
 from .allocate import allocate_lagrangian, allocate_linear, lagrangian_for_target, task_weights
-from .profile import Profile
+
+if TYPE_CHECKING:  # the profile module brings pandas; the CLI imports this registry at start-up
+    from .profile import Profile
 
 
 @dataclass(frozen=True)

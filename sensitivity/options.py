@@ -1,9 +1,10 @@
-"""Sweep options and the choices they take; torch-free so the CLI can list them without
-importing torch (`vcfc info` would otherwise pay torch's start-up, see runners/cli)."""
+"""Sweep and rdo options and the choices they take; torch-free so the CLI and the experiment
+loader can list them without importing torch (`vcfc --help` would otherwise pay ~2 s)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -53,3 +54,27 @@ class SweepOptions:
         if unknown:
             raise InputError(f"unknown sweep option(s) {', '.join(sorted(unknown))}")
         return replace(options or cls(), **overrides).checked()
+
+
+DISTORTIONS = ("kl", "kl-flip")
+
+
+@dataclass(frozen=True)
+class RdoSettings:
+    lam: float                 # nats of KL per bit per feature element
+    span: int = 6              # candidate QPs within base ± span ...
+    step: int = 3              # ... on the grid of multiples of step (plus the base QP)
+    groups: int = 8            # channels move in groups of similar sensitivity
+    rounds: int = 8            # greedy rounds at most
+    uniform_only: bool = False  # search per-image uniform QPs only (no per-channel moves)
+    distortion: str = "kl"     # kl | kl-flip (KL + flip_penalty when the top-1 class changes)
+    flip_penalty: float = 1.0
+
+    def checked(self) -> RdoSettings:
+        if not (math.isfinite(self.lam) and self.lam >= 0):
+            raise InputError(f"rdo: λ must be a finite number >= 0, got {self.lam}")
+        if self.distortion not in DISTORTIONS:
+            raise InputError(f"rdo: unknown distortion {self.distortion!r}; choose from {', '.join(DISTORTIONS)}")
+        if self.span < 0 or self.step < 1 or self.groups < 1 or self.rounds < 0:
+            raise InputError("rdo: span >= 0, step >= 1, groups >= 1 and rounds >= 0")
+        return self

@@ -20,15 +20,10 @@ import pandas as pd
 
 from vcfc.errors import InputError
 
+from .allocate import normalize
+
 META_KEY = b"vcfc.sensitivity"
 _RATE = re.compile(r"rate_qp(\d+)$")
-
-
-def normalize(s: np.ndarray) -> np.ndarray:
-    """Min-max normalisation to [0, 1]; a constant profile maps to zeros."""
-    s = np.asarray(s, float)
-    lo, hi = float(np.min(s)), float(np.max(s))
-    return np.zeros_like(s) if hi <= lo else (s - lo) / (hi - lo)
 
 
 @dataclass

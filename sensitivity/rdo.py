@@ -16,7 +16,6 @@ best move of a round kept while it lowers D + λR.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,32 +28,9 @@ from results.metrics import kl_rows
 from vcfc.bank import FrameBank
 from vcfc.errors import InputError
 
+from .allocate import normalize
 from .channel_sweep import ChannelSweep, _as_batch
-from .profile import normalize
-
-DISTORTIONS = ("kl", "kl-flip")
-
-
-@dataclass(frozen=True)
-class RdoSettings:
-    lam: float                 # nats of KL per bit per feature element
-    span: int = 6              # candidate QPs within base ± span ...
-    step: int = 3              # ... on the grid of multiples of step (plus the base QP)
-    groups: int = 8            # channels move in groups of similar sensitivity
-    rounds: int = 8            # greedy rounds at most
-    uniform_only: bool = False  # search per-image uniform QPs only (no per-channel moves)
-    distortion: str = "kl"     # kl | kl-flip (KL + flip_penalty when the top-1 class changes)
-    flip_penalty: float = 1.0
-
-    def checked(self) -> RdoSettings:
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise InputError(f"rdo: λ must be a finite number >= 0, got {self.lam}")
-        if self.distortion not in DISTORTIONS:
-            raise InputError(f"rdo: unknown distortion {self.distortion!r}; choose from {', '.join(DISTORTIONS)}")
-        if self.span < 0 or self.step < 1 or self.groups < 1 or self.rounds < 0:
-            raise InputError("rdo: span >= 0, step >= 1, groups >= 1 and rounds >= 0")
-        return self
-
+from .options import RdoSettings
 
 def grid_qps(qp: int, span: int, step: int, limits: tuple[int, int]) -> list[int]:
     """The QPs a search may use around base ``qp``: multiples of ``step`` within qp ± span, and qp.

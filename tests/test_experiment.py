@@ -119,9 +119,9 @@ def test_run_with_allocations_and_report(tmp_path: Path):
     assert set(rows["allocation"]) == {"uniform", "linear", "lagrangian"}
     assert len(rows) == 2 * 3 * 3 and (rows["status"] == "ok").all()  # 4 images - 2 profile images
     alloc = json.loads((tmp_path / "run" / "allocations.json").read_text())
-    linear = alloc["squeezenet1_1/pool1/x265/frames/linear/37"]
+    linear = alloc["squeezenet1_1/pool1/x265/ultrafast/minmax/8b/frames/linear/37"]
     assert len(linear) == 64 and min(linear) == 37 - 6 and max(linear) == 37
-    assert (tmp_path / "run" / "profiles" / "squeezenet1_1__pool1__x265__frames.parquet").exists()
+    assert (tmp_path / "run" / "profiles" / "squeezenet1_1__pool1__x265_ultrafast_minmax_8b_frames.parquet").exists()
 
     r = vcfc("report", str(tmp_path / "run"), "--out", str(tmp_path / "report"))
     assert r.returncode == 0, r.stderr

@@ -19,7 +19,8 @@ from sensitivity.channel_sweep import ChannelSweep
 from sensitivity.distances import get_distance
 from sensitivity.options import SweepOptions
 from sensitivity.perimage import allocate_image, image_sensitivity
-from sensitivity.rdo import RdoSettings, calibrate_lambda, grid_qps, rdo_qps
+from sensitivity.options import RdoSettings
+from sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
 from vcfc.bank import FrameBank
 from vcfc.spec import CodingSpec
 
