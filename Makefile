@@ -11,7 +11,7 @@ SHARED      ?= ../shared
 TORCH_HOME  ?= $(CURDIR)/.cache/torch
 export TORCH_HOME
 
-.PHONY: venv test bench bench-codec bench-eval bench-sensitivity bench-grid demo weights clean
+.PHONY: venv test bench bench-codec bench-eval bench-sensitivity bench-perimage bench-grid bench-memory demo weights clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 weights:
-	@if [ -d "$(SHARED)/weights" ]; then mkdir -p "$(TORCH_HOME)/hub/checkpoints" && cp -n "$(SHARED)"/weights/*.pth "$(TORCH_HOME)/hub/checkpoints/" 2>/dev/null || true; fi
+	@if [ -d "$(SHARED)/weights" ]; then mkdir -p "$(TORCH_HOME)/hub/checkpoints" && cp -n "$(SHARED)"/weights/*.pth "$(TORCH_HOME)/hub/checkpoints/" 2>/dev/null || true; \
+	  echo "weights: $(TORCH_HOME)/hub/checkpoints (export TORCH_HOME=$(TORCH_HOME) to use them outside make)"; \
+	else echo "weights: no $(SHARED)/weights here; put torchvision's .pth files in $(TORCH_HOME)/hub/checkpoints"; fi
 
 demo: $(STAMP) weights
 	$(BIN)/vcfc demo --out vcfc-demo
 
 # Each benchmark prints a table and writes bench-out/<name>.json.
-bench: bench-codec bench-eval bench-sensitivity bench-grid
+bench: bench-codec bench-eval bench-sensitivity bench-perimage bench-grid bench-memory
 
 bench-codec: $(STAMP)
 	$(BIN)/python benchmarks/bench_codec.py
@@ -42,8 +44,14 @@ bench-eval: $(STAMP) weights
 bench-sensitivity: $(STAMP) weights
 	$(BIN)/python benchmarks/bench_sensitivity.py
 
+bench-perimage: $(STAMP) weights
+	$(BIN)/python benchmarks/bench_perimage.py
+
 bench-grid: $(STAMP) weights
 	$(BIN)/python benchmarks/bench_grid.py
+
+bench-memory: $(STAMP)
+	$(BIN)/python benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis bench-out vcfc-demo .cache

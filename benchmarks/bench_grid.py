@@ -7,7 +7,7 @@ it) × squeezenet1_1 fire3 × x265 fast × mosaic × 4 QPs, uniform only, tasks 
 each worker count the same grid runs from scratch in a fresh run folder (worker start-up, model
 loading and all), each worker with its thread budget (cores ÷ workers). Reported per count:
 wall time, images/s, rows/s, speed-up and parallel efficiency against 1 worker, CPU
-utilisation (CPU seconds of this process and every child, ffmpeg included, over wall × cores),
+utilisation (busy CPU seconds of the machine, ffmpeg included, over wall × cores: run it quiet),
 the share of the workers' time spent inside tasks (the rest: start-up, idle), each stage's
 share of the summed stage time, and whether the rows are identical to the 1-worker run.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -32,8 +31,12 @@ TIMING = (*STAGES, "task_s")
 
 
 def cpu_seconds() -> float:
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    """Busy CPU seconds of the whole machine (workers fork from a forkserver, so they and their
+    ffmpeg children are not this process's descendants for getrusage); run on a quiet machine."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
 
 
 def experiment(images: int, device: str) -> dict:
@@ -106,7 +109,7 @@ def main() -> int:
               f"{r['rows_per_s']:.1f} rows/s, CPU {r['cpu_utilisation']:.0%}, in tasks {r['in_task_share']:.0%}, "
               f"rows identical: {same}", flush=True)
     base = results[0]
-    print(f"\n| workers | wall s | images/s | speed-up | efficiency | CPU use | in tasks | rows identical |\n|---|---|---|---|---|---|---|---|")
+    print("\n| workers | wall s | images/s | speed-up | efficiency | CPU use | in tasks | rows identical |\n|---|---|---|---|---|---|---|---|")
     for r in results:
         r["speedup"] = base["wall_s"] / r["wall_s"]
         r["efficiency"] = r["speedup"] / (r["workers"] / base["workers"])

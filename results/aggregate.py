@@ -239,7 +239,10 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
                     continue
                 t_r, t_q, a_r, a_q = matrix(c, r), matrix(c, col), matrix(a, r), matrix(a, col)
                 rec["points"] = int(t_q.notna().any().sum()) if len(t_q) else 0
-                imgs = sorted(set(t_r.index) & set(a_r.index))
+                # images with this quality in both curves (top1/top5 only where there are labels):
+                # both curves' points, rates included, are means over these images
+                imgs = sorted(set(t_q.index[t_q.notna().any(axis=1)]) & set(a_q.index[a_q.notna().any(axis=1)])
+                              & set(t_r.index) & set(a_r.index))
                 args = [m.reindex(imgs) for m in (a_r, a_q, t_r, t_q)]
                 prev = done.get(q)
                 if prev is not None and _proportional(matrix(c, prev[0]), t_r, matrix(a, prev[0]), a_r, imgs):

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -100,13 +100,17 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
 
 
 def _run_local(todo: list[tuple[str, dict]], fn: TaskFn, rec: _Recorder, setup: Callable | None, *,
-               workers: int, mp_context: str, max_in_flight: int | None, **_: Any) -> int:
+               workers: int, mp_context: str, max_in_flight: int | None, preload: Sequence[str] = (),
+               **_: Any) -> int:
     """ProcessPoolExecutor with a bounded window of submitted tasks (so Ctrl-C has little to cancel).
 
     A worker that dies (OOM kill, segfault) breaks the whole pool: its in-flight tasks are
     retried once on a fresh pool, then recorded as errors. Returns the number of pool crashes.
     """
     ctx = mp.get_context(mp_context)
+    if mp_context == "forkserver" and preload:
+        # workers fork from a server that imported these once: no per-worker import (torch: ~4 s)
+        ctx.set_forkserver_preload(list(preload))
     window = max_in_flight or 2 * workers
     queue = deque(todo)
     crashes: dict[str, int] = {}
@@ -232,11 +236,12 @@ def run_grid(tasks: Iterable[Mapping[str, Any]], fn: TaskFn, store: RowStore | s
              executor: str = "local", workers: int | None = None, scheduler: Any = None,
              progress: bool = True, setup: Callable[[], Any] | None = None, retry_errors: bool = False,
              gpu_resources: Mapping[str, float] | None = DEFAULT_GPU_RESOURCES, mp_context: str = "spawn",
-             max_in_flight: int | None = None) -> GridResult:
+             max_in_flight: int | None = None, preload: Sequence[str] = ()) -> GridResult:
     """Run every task not yet finished in ``store``; write each task's rows as it completes.
 
     - ``executor``: "local" (ProcessPoolExecutor, ``workers`` processes, default os.cpu_count(),
-      ``mp_context`` "spawn" or "forkserver": never fork a process that may hold torch threads),
+      ``mp_context`` "spawn" or "forkserver": never fork a process that may hold torch threads;
+      with forkserver, ``preload`` modules are imported once by the server the workers fork from),
       "dask" (``scheduler``: address string, cluster object, ``distributed.Client``, or None for
       a local cluster), or "serial" (in this process: for debugging and pdb).
     - ``setup``: called once in each worker process before its first task (e.g. limit torch
@@ -274,7 +279,7 @@ def run_grid(tasks: Iterable[Mapping[str, Any]], fn: TaskFn, store: RowStore | s
     try:
         with _SigtermAsInterrupt():
             if todo:
-                crashes = _RUNNERS[executor](todo, fn, rec, setup, workers=workers, mp_context=mp_context,
+                crashes = _RUNNERS[executor](todo, fn, rec, setup, workers=workers, mp_context=mp_context, preload=preload,
                                              scheduler=scheduler, max_in_flight=max_in_flight,
                                              gpu_resources=gpu_resources)
     except KeyboardInterrupt:

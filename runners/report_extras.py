@@ -56,7 +56,8 @@ def _per_image_maps(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
         qps = sorted(sel["qp"].unique())
         qp = qps[len(qps) // 2]
         at = sel[sel["qp"].eq(qp)].sort_values("image_id")
-        first = at.iloc[0]
+        varied = at[at["qp_vector"].astype(bool)]
+        first = (varied if len(varied) else at).iloc[0]  # show channels that differ, when any image has them
         vec = [int(v) for v in str(first["qp_vector"]).split(",")] if first["qp_vector"] else None
         if vec is None:  # this image got one QP for every channel
             vec = [int(round(float(first["mean_qp"])))] * int(first["channels"])

@@ -28,7 +28,7 @@ from vcfc.spec import CodingSpec
 
 from .distances import Distance, get_distance
 from .noise import rd_tables, roundtrip
-from .options import METHODS, PRECISIONS, SweepOptions
+from .options import PRECISIONS, SweepOptions
 from .profile import Profile
 from .sweep import ChunkTuner, chunk_size, pick_linear, sweep_exact, sweep_naive, sweep_taylor
 

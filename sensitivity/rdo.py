@@ -109,7 +109,7 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
     if not bank.q.single:
         raise InputError("rdo takes one feature tensor (not a dict of tensors)")
     grid = grid_qps(qp, s.span, s.step, bank.spec.qp_limits)
-    device = sweep.device if sweep is not None else torch.device("cpu")
+    device = sweep.device if sweep is not None else _device_of(tail)
     dtype = sweep.dtype if sweep is not None else torch.float32
     search = _Search(x, tail, bank, grid, s, device, dtype, max_batch)
     c = search.levels.shape[1]
@@ -144,6 +144,13 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
             cur, cost = cand, ccost
             history.append(cost[0])
     return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
+
+
+def _device_of(fn: Callable[[Tensor], Tensor]) -> torch.device:
+    """Where a module's parameters live (the candidates go there); CPU for plain callables."""
+    params = getattr(fn, "parameters", None)
+    first = next(iter(params()), None) if callable(params) else None
+    return first.device if first is not None else torch.device("cpu")
 
 
 def _groups(sens: np.ndarray, n: int) -> list[np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -11,6 +12,38 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
+KODAK = REPO / "vcfc" / "data" / "kodak"
+
+
+def write_experiment(path: Path, methods=("uniform",), qps=(32, 42), limit=5, batch_size=1, profile_images=2, *,
+                     data: Path = KODAK, layer: str = "pool1", codec: str = "x265", preset: str = "ultrafast",
+                     layout: str = "frames", qp_range: int = 6, workers: int = 1) -> Path:
+    """A small experiment file: squeezenet1_1 with random weights on the bundled Kodak images."""
+    path.write_text(f"""
+name = "test"
+[[datasets]]
+path = "{data}"
+kind = "folder"
+limit = {limit}
+[[models]]
+name = "squeezenet1_1"
+weights = "none"
+layers = ["{layer}"]
+[coding]
+codecs = ["{codec}"]
+presets = {{ {codec} = "{preset}" }}
+layouts = ["{layout}"]
+qps = {list(qps)}
+[allocation]
+methods = {json.dumps(list(methods))}
+qp_range = {qp_range}
+profile_images = {profile_images}
+profile_qp = 37
+[run]
+workers = {workers}
+batch_size = {batch_size}
+""")
+    return path
 
 
 def feature_like(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -50,3 +83,20 @@ def torch_home(tmp_path_factory, shared) -> Path:
         os.environ.pop("TORCH_HOME", None)
     else:
         os.environ["TORCH_HOME"] = old
+
+
+@pytest.fixture(scope="module")
+def squeeze():
+    """squeezenet1_1 cut at pool1 (random weights) and 2 images' features (1, 64, 15, 15)."""
+    import warnings
+
+    import torch
+
+    from runners.models import split
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sp = split("squeezenet1_1", "pool1", weights=None, seed=0)
+    g = torch.Generator().manual_seed(0)
+    feats = [sp.head(torch.rand(1, 3, 64, 64, generator=g)) for _ in range(2)]
+    return sp, feats

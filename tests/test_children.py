@@ -7,16 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.conftest import feature_like
+from tests.conftest import feature_like, write_experiment
 
 psutil = pytest.importorskip("psutil")
-REPO = Path(__file__).resolve().parents[1]
-KODAK = REPO / "vcfc" / "data" / "kodak"
 
 
 def _encoders(pid: int) -> list:
@@ -55,25 +52,8 @@ def test_ctrl_c_during_a_vvenc_encode_stops_the_encoder(tmp_path):
 
 
 def test_ctrl_c_during_vcfc_run_stops_every_workers_encoders(tmp_path):
-    exp = tmp_path / "exp.toml"
-    exp.write_text(f"""
-[[datasets]]
-path = "{KODAK}"
-kind = "folder"
-limit = 4
-[[models]]
-name = "squeezenet1_1"
-weights = "none"
-layers = ["conv1"]
-[coding]
-codecs = ["vvenc"]
-presets = {{ vvenc = "slow" }}
-layouts = ["mosaic"]
-qps = [22, 27, 32]
-[run]
-workers = 2
-batch_size = 2
-""")
+    exp = write_experiment(tmp_path / "exp.toml", qps=(22, 27, 32), limit=4, batch_size=2, layer="conv1",
+                           codec="vvenc", preset="slow", layout="mosaic", workers=2)
     # a new session stands for the terminal: Ctrl-C goes to the whole foreground group
     proc = subprocess.Popen([sys.executable, "-m", "vcfc", "run", str(exp), "--out", str(tmp_path / "run"), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -125,3 +124,36 @@ def test_help_teaches():
     assert r.returncode == 0 and "--channel-qps" in r.stdout and "channel-as-frame" in r.stdout
     r = vcfc_cli()
     assert r.returncode == 2 and "encode" in r.stdout
+
+
+def test_usage_errors_are_one_line_too(tmp_path: Path):
+    assert_one_line_error(vcfc_cli("encode"), "required")
+    assert_one_line_error(vcfc_cli("encode", "a.npy", "b.vcfc", "--layout", "spiral"), "invalid choice")
+    r = vcfc_cli("nosuchcommand")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_decode_into_a_missing_folder_is_a_clear_error(tmp_path: Path):
+    np.save(tmp_path / "f.npy", feature_like(2, 8, 8))
+    assert vcfc_cli("encode", str(tmp_path / "f.npy"), str(tmp_path / "f.vcfc"), "--codec", "lossless").returncode == 0
+    assert_one_line_error(vcfc_cli("decode", str(tmp_path / "f.vcfc"), str(tmp_path / "nope" / "dir" / "out.npy")),
+                          "does not exist")
+    assert_one_line_error(vcfc_cli("encode", str(tmp_path / "f.npy"), str(tmp_path / "nope" / "f.vcfc"), "--qp", "30"),
+                          "does not exist")
+
+
+def test_an_ignored_or_impossible_qp_is_said_out_loud(tmp_path: Path):
+    np.save(tmp_path / "f.npy", feature_like(2, 8, 8))
+    r = vcfc_cli("encode", str(tmp_path / "f.npy"), str(tmp_path / "f.vcfc"), "--codec", "lossless", "--qp", "30")
+    assert r.returncode == 0 and "vcfc: warning:" in r.stderr and "ignored" in r.stderr
+    assert_one_line_error(vcfc_cli("encode", str(tmp_path / "f.npy"), str(tmp_path / "g.vcfc"), "--qp", "60"), "0..51")
+
+
+def test_every_command_teaches_with_examples():
+    r = vcfc_cli("--help")
+    commands = [c for c in ("encode", "decode", "info", "doctor", "models", "extract", "eval", "sensitivity",
+                            "allocate", "run", "report", "demo") if c in r.stdout]
+    assert len(commands) == 12
+    for c in commands:
+        h = vcfc_cli(c, "--help")
+        assert h.returncode == 0 and "example" in h.stdout, c

@@ -14,39 +14,11 @@ import pandas as pd
 import pytest
 
 from runners.experiment import experiment_from_dict, load_experiment
+from tests.conftest import KODAK, write_experiment
 from vcfc.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
-KODAK = REPO / "vcfc" / "data" / "kodak"
 TIMING = ["head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s", "task_s"]
-
-
-def write_experiment(path: Path, methods=("uniform",), qps=(32, 42), limit=5, batch_size=1, profile_images=2) -> Path:
-    path.write_text(f"""
-name = "test"
-[[datasets]]
-path = "{KODAK}"
-kind = "folder"
-limit = {limit}
-[[models]]
-name = "squeezenet1_1"
-weights = "none"
-layers = ["pool1"]
-[coding]
-codecs = ["x265"]
-presets = {{ x265 = "ultrafast" }}
-layouts = ["frames"]
-qps = {list(qps)}
-[allocation]
-methods = {json.dumps(list(methods))}
-qp_range = 6
-profile_images = {profile_images}
-profile_qp = 37
-[run]
-workers = 1
-batch_size = {batch_size}
-""")
-    return path
 
 
 def vcfc(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -137,3 +109,28 @@ def test_run_errors_are_one_line(tmp_path: Path):
     assert r.returncode == 2 and "no such experiment file" in r.stderr and "Traceback" not in r.stderr
     r = vcfc("report", str(tmp_path), "--out", str(tmp_path / "rep"))
     assert r.returncode == 2 and "not a run folder" in r.stderr
+
+
+def test_a_bad_experiment_stops_before_any_task(tmp_path: Path):
+    exp = write_experiment(tmp_path / "exp.toml", qps=(22, 99))
+    r = vcfc("run", str(exp), "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "99" in r.stderr and "0..51" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "rows").exists()  # nothing ran
+    exp.write_text(exp.read_text().replace('layers = ["pool1"]', 'layers = ["pool9"]').replace("[22, 99]", "[22]"))
+    r = vcfc("run", str(exp), "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "pool9" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_failures_give_exit_3_and_a_report_that_says_so(tmp_path: Path):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for name in ("kodim01.jpg", "kodim02.jpg"):
+        (imgs / name).write_bytes((KODAK / name).read_bytes())
+    (imgs / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    exp = write_experiment(tmp_path / "exp.toml", limit=3, qps=(32,))
+    exp.write_text(exp.read_text().replace(str(KODAK), str(imgs)))
+    r = vcfc("run", str(exp), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 3, r.stderr
+    assert "1 error row(s) for 1 image(s)" in r.stdout and "--retry-errors" in r.stderr
+    r = vcfc("report", str(tmp_path / "run"), "--anchor", "nosuch")
+    assert r.returncode == 2 and "nosuch" in r.stderr and "uniform" in r.stderr

@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from runners.models import split
 from sensitivity.allocate import allocate_linear
 from sensitivity.channel_sweep import ChannelSweep
 from sensitivity.distances import get_distance
@@ -21,26 +17,16 @@ from sensitivity.options import SweepOptions
 from sensitivity.perimage import allocate_image, image_sensitivity
 from sensitivity.options import RdoSettings
 from sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
+from tests.conftest import write_experiment
 from vcfc.bank import FrameBank
 from vcfc.spec import CodingSpec
 
-REPO = Path(__file__).resolve().parents[1]
-KODAK = REPO / "vcfc" / "data" / "kodak"
 SPEC = CodingSpec("x265", layout="frames", preset="ultrafast").checked()
-
-
-@pytest.fixture(scope="module")
-def squeeze():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sp = split("squeezenet1_1", "pool1", weights=None, seed=0)
-    g = torch.Generator().manual_seed(0)
-    feats = [sp.head(torch.rand(1, 3, 64, 64, generator=g))[0] for _ in range(3)]   # 3 × (64,15,15)
-    return sp, feats
 
 
 def test_allocate_image_is_the_linear_rule_on_this_images_own_sensitivities(squeeze):
     sp, feats = squeeze
+    feats = [f[0] for f in feats]
     pen = sp.penultimate_module()
     qps = [allocate_image(f, tail=sp.tail_module, penultimate=pen, qp=32, qp_range=5, spec=SPEC) for f in feats]
     for f, q in zip(feats, qps):
@@ -59,6 +45,7 @@ def test_grid_is_shared_across_base_qps():
 
 def test_rdo_never_costs_more_than_the_best_uniform_qp_and_follows_lambda(squeeze):
     sp, feats = squeeze
+    feats = [f[0] for f in feats]
     f = feats[0]
     sweep = ChannelSweep(sp.tail_module, get_distance("kl"), SweepOptions(), SPEC, 32)
     bank = FrameBank(f, SPEC)
@@ -90,28 +77,8 @@ def test_eval_perimage_needs_no_profile_and_gives_each_image_its_qps(shared, tor
 
 
 def test_experiment_with_perimage_reports_bd_rates_with_intervals(tmp_path):
-    exp = tmp_path / "exp.toml"
-    exp.write_text(f"""
-[[datasets]]
-path = "{KODAK}"
-kind = "folder"
-limit = 5
-[[models]]
-name = "squeezenet1_1"
-weights = "none"
-layers = ["pool1"]
-[coding]
-presets = {{ x265 = "ultrafast" }}
-layouts = ["frames"]
-qps = [27, 37, 47]
-[allocation]
-methods = ["uniform", "perimage"]
-qp_range = 5
-profile_images = 1
-[run]
-workers = 1
-batch_size = 2
-""")
+    exp = write_experiment(tmp_path / "exp.toml", methods=("uniform", "perimage"), qps=(27, 37, 47), limit=5,
+                           batch_size=2, profile_images=1, qp_range=5)
     r = subprocess.run([sys.executable, "-m", "vcfc", "run", str(exp), "--out", str(tmp_path / "run"), "--no-progress"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -290,3 +290,12 @@ def test_bd_text_always_has_interval_and_n():
     assert bd_text(row) == "−8.6 % [−14.2, −2.9], n = 230"
     assert bd_text({**row, "bd_rate_ci_low": math.nan}) == "−8.6 % [no interval], n = 230"
     assert bd_text({**row, "bd_rate": math.nan}) == "—, n = 230"
+
+
+def test_accuracy_bd_rates_count_only_labelled_images():
+    rows = _rows()
+    unlabelled = rows["image_id"].isin(["img3", "img4"])
+    rows.loc[unlabelled, "top1"] = math.nan  # e.g. COCO/Kodak images next to labelled ImageNet ones
+    bd = aggregate.bd_table(rows, anchor="uniform", n_boot=50)
+    sens = bd[(bd["config"] == "x265-sens") & (bd["rate"] == "bpfe")].set_index("quality")
+    assert sens.at["fidelity", "n_images"] == 5 and sens.at["top1", "n_images"] == 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,6 @@ from vcfc import container
 from vcfc.errors import InputError
 
 import vcfc
-
-
-@pytest.fixture(scope="module")
-def squeeze():
-    from runners.models import split
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sp = split("squeezenet1_1", "pool1", weights=None, seed=0)
-    g = torch.Generator().manual_seed(0)
-    feats = [sp.head(torch.rand(1, 3, 64, 64, generator=g)) for _ in range(2)]   # 2 × (1,64,15,15)
-    return sp, feats
 
 
 def test_one_encode_gives_each_channel_as_if_coded_alone():

@@ -101,6 +101,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.qp is None and args.channel_qps is None and spec.uses_qp:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
     features = load_features(args.input)
+    if not Path(args.output).parent.is_dir():  # say so before coding, not after
+        raise InputError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
     input_size = parse_hw(args.input_size) if args.input_size else None
     with StageProgress(args.quiet) as progress:
         data = vcfc.encode(features, qp=args.qp, channel_qps=load_qps(args.channel_qps) if args.channel_qps else None,
