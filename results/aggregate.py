@@ -8,6 +8,7 @@ column names, so it works on any subset of them.
 from __future__ import annotations
 
 import math
+from typing import Any
 from collections.abc import Sequence
 
 import numpy as np
@@ -239,26 +240,16 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
                     continue
                 t_r, t_q, a_r, a_q = matrix(c, r), matrix(c, col), matrix(a, r), matrix(a, col)
                 rec["points"] = int(t_q.notna().any().sum()) if len(t_q) else 0
-                # images with this quality in both curves (top1/top5 only where there are labels):
-                # both curves' points, rates included, are means over these images
-                imgs = sorted(set(t_q.index[t_q.notna().any(axis=1)]) & set(a_q.index[a_q.notna().any(axis=1)])
-                              & set(t_r.index) & set(a_r.index))
-                args = [m.reindex(imgs) for m in (a_r, a_q, t_r, t_q)]
+                imgs = _shared_images(t_r, t_q, a_r, a_q)
                 prev = done.get(q)
                 if prev is not None and _proportional(matrix(c, prev[0]), t_r, matrix(a, prev[0]), a_r, imgs):
                     res = dict(prev[1])  # rates differ by one constant factor: the same BD-rate
                 else:
-                    b = bd_rate_bootstrap(*(x.to_numpy(dtype=float) for x in args),
+                    b = bd_rate_bootstrap(*(m.reindex(imgs).to_numpy(dtype=float) for m in (a_r, a_q, t_r, t_q)),
                                           quality_of_mean=kl_db if q == "kl_db" else None, method=method,
                                           min_overlap=min_overlap, n_boot=n_boot if per_image else 0, seed=seed,
                                           ci=ci)
-                    res = {"n_images": b.n_images, "bd_rate": b.value, "bd_rate_ci_low": b.ci_low,
-                           "bd_rate_ci_high": b.ci_high, "bd_quality": b.bd_quality,
-                           "nan_resamples": b.nan_resamples, "reason": b.reason}
-                    if not per_image:
-                        res["n_images"] = _min_images(good, config, c, a)
-                        if b.reason is None or b.reason.startswith("no resamples"):
-                            res["reason"] = "points, not per-image rows: no interval"
+                    res = _bd_fields(b, per_image, lambda: _min_images(good, config, c, a))
                     done[q] = (r, res)
                 rec.update(res)
                 records.append(rec)
@@ -266,6 +257,24 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
         return pd.DataFrame(columns=[c for c in BD_COLUMNS if c not in DESCRIPTORS or c in desc])
     out = pd.DataFrame.from_records(records)
     return out[[c for c in BD_COLUMNS if c in out] + [c for c in out if c not in BD_COLUMNS]]
+
+
+def _shared_images(t_r: pd.DataFrame, t_q: pd.DataFrame, a_r: pd.DataFrame, a_q: pd.DataFrame) -> list:
+    """Images with this quality in both curves (top1/top5: only where there are labels): both
+    curves' points, rates included, are means over these images, and the bootstrap draws them."""
+    with_q = set(t_q.index[t_q.notna().any(axis=1)]) & set(a_q.index[a_q.notna().any(axis=1)])
+    return sorted(with_q & set(t_r.index) & set(a_r.index))
+
+
+def _bd_fields(b: Any, per_image: bool, n_images: Any) -> dict[str, Any]:
+    """The bd.csv fields of one bootstrap result (points instead of rows: no interval)."""
+    res = {"n_images": b.n_images, "bd_rate": b.value, "bd_rate_ci_low": b.ci_low, "bd_rate_ci_high": b.ci_high,
+           "bd_quality": b.bd_quality, "nan_resamples": b.nan_resamples, "reason": b.reason}
+    if not per_image:
+        res["n_images"] = n_images()
+        if b.reason is None or b.reason.startswith("no resamples"):
+            res["reason"] = "points, not per-image rows: no interval"
+    return res
 
 
 def _proportional(r1_t: pd.DataFrame, r2_t: pd.DataFrame, r1_a: pd.DataFrame, r2_a: pd.DataFrame,

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vcfc.errors import InputError
+from vcfc.io import atomic_path, atomic_write
 
 from .allocate import normalize
 
@@ -81,12 +82,15 @@ def write_profile(profile: Profile, path: str | Path, plot: bool = True) -> dict
     table = pa.Table.from_pandas(profile.table, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: meta_json.encode()})
     out = {k: prefix.with_suffix("." + k) for k in ("parquet", "csv", "json")}
-    pq.write_table(table, out["parquet"])
-    profile.table.to_csv(out["csv"], index=False)
-    out["json"].write_text(json.dumps(profile.meta, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    with atomic_path(out["parquet"]) as tmp:  # an interrupted write never leaves a half profile
+        pq.write_table(table, tmp)
+    with atomic_path(out["csv"]) as tmp:
+        profile.table.to_csv(tmp, index=False)
+    atomic_write(out["json"], json.dumps(profile.meta, indent=2, sort_keys=True, default=_jsonable) + "\n")
     if plot:
         out["png"] = prefix.with_suffix(".png")
-        plot_profile(profile, out["png"])
+        with atomic_path(out["png"]) as tmp:
+            plot_profile(profile, tmp)
     return out
 
 
@@ -143,7 +147,7 @@ def plot_profile(profile: Profile, path: str | Path) -> None:
     if m.get("mode") == "level":
         ax2.set_xticks(range(len(s)), list(profile.table["level"]))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 

@@ -81,6 +81,10 @@ def test_run_resumes_after_kill_without_recomputing(tmp_path: Path):
     kept = final[final["task_key"].isin(before["task_key"])].sort_values(["task_key", "image_id", "config", "qp"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(kept[before.columns], before, check_dtype=False)
     pd.testing.assert_frame_equal(_comparable(run), _comparable(tmp_path / "ref"))
+    # and row for row the same with another worker count (each worker its share of the cores)
+    two = vcfc("run", str(exp), "--out", str(tmp_path / "two"), "--workers", "2", "--no-progress")
+    assert two.returncode == 0, two.stderr
+    pd.testing.assert_frame_equal(_comparable(tmp_path / "two"), _comparable(tmp_path / "ref"))
 
 
 def test_run_with_allocations_and_report(tmp_path: Path):

@@ -144,7 +144,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from runners.datasets import batches
-    from vcfc.io import save_features
+    from vcfc.io import atomic_write, save_features
 
     sp, ds, batch_size = open_split_and_data(args)
     out = Path(args.out)
@@ -171,7 +171,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             bar.update(len(batch.image_ids))
     manifest = {"model": sp.model_name, "layer": sp.layer, "module": sp.module_path, "task": sp.task,
                 "weights": str(args.weights), "data": str(args.data), "images": entries, "meta": _jsonable(meta)}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
     print(f"wrote {len(entries)} feature files and manifest.json to {out}")
     return 0
 

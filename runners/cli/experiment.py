@@ -158,7 +158,9 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
             print(f"  {d['allocation']:12s} {d['quality']:9s}  —  ({d.get('reason') or 'not computable'})")
             continue
         lo, hi = d["bd_rate_ci_low"], d["bd_rate_ci_high"]
-        ci = f"[{lo:+.1f}, {hi:+.1f}]" if lo == lo and hi == hi else f"[no interval: {d.get('reason') or 'too few images'}]"
+        nan = d.get("nan_resamples") or 0
+        why = f"{nan} of {d.get('n_boot')} resamples not computable" if nan else (d.get("reason") or "too few images")
+        ci = f"[{lo:+.1f}, {hi:+.1f}]" if lo == lo and hi == hi else f"[no interval: {why}]"
         print(f"  {d['allocation']:12s} {d['quality']:9s} {d['bd_rate']:+6.1f} % {ci}  n = {d['n_images']}   ({d['config']})")
 
 
@@ -186,6 +188,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path, bd = make_report(out / "run", out / "report")
     print(f"\nreport: {path}")
     print_bd(bd)
+    if m.weights == "none":
+        print("vcfc: these numbers come from RANDOM weights (a pipeline check): see the warning above", file=sys.stderr)
     return code
 
 
