@@ -81,7 +81,7 @@ def test_grouped_conv_delta_matches_full_conv():
     torch.testing.assert_close(d, conv(v), rtol=1e-5, atol=1e-5)
 
 
-def test_frame_bytes_split_sums_to_payload():
+def test_frame_sizes_sum_to_the_payload():
     x = feature_like(5, 32, 32, seed=2)
     data = vcfc.encode(x, codec="x265", qp=30, layout="frames")
     (payload,) = container.read(data).payloads
