@@ -64,24 +64,20 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
     """(the .vcfc bytes, seconds per stage) of one image under ``cfg`` (an EvalConfig with a spec)."""
     spec: CodingSpec = cfg.spec
     source = ALLOCATORS[cfg.allocation].source if cfg.allocation in ALLOCATORS else "none"  # "file": fixed QPs
-    t: dict[str, float] = {}
-    if source == "image":
+    if source == "image" or (spec.uses_qp and ctx.bankable(spec)):
         if not ctx.bankable(spec):
             raise InputError(f"allocation {cfg.allocation} needs --layout frames and a codec whose pictures can be "
                              f"re-assembled (got {spec.codec}, {spec.layout})")
         bank = ctx.bank(spec)
         enc0 = bank.encode_s
-        qps = _IMAGE_ALLOCATORS[cfg.allocation](split, ctx, cfg, bank)
-        data = bank.assemble([int(v) for v in qps])
-        t["encode"] = bank.encode_s - enc0
-        return data, t
+        if source == "image":
+            qps = [int(v) for v in _IMAGE_ALLOCATORS[cfg.allocation](split, ctx, cfg, bank)]
+        else:
+            qps = list(cfg.channel_qps) if cfg.channel_qps is not None else int(cfg.qp)
+        data = bank.assemble(qps)
+        return data, {"encode": bank.encode_s - enc0}  # the bank's encoder (and its decoder) runs
+    t: dict[str, float] = {}
     qps = cfg.channel_qps
-    if spec.uses_qp and ctx.bankable(spec):
-        bank = ctx.bank(spec)
-        enc0 = bank.encode_s
-        data = bank.assemble(list(qps) if qps is not None else int(cfg.qp))
-        t["encode"] = bank.encode_s - enc0
-        return data, t
     data = vcfc.encode(ctx.cpu(), qp=None if qps is not None else cfg.qp, channel_qps=list(qps) if qps is not None else None,
                        spec=spec, input_size=ctx.input_hw, ffmpeg=ctx.ffmpeg, threads=ctx.cores, workers=1, timings=t)
     return data, t

@@ -71,16 +71,13 @@ def preflight(exp: Experiment) -> None:
         n = len(open_dataset(d.path, kind=d.kind, limit=d.limit))
         if n == 0:
             raise InputError(f"dataset {d.path}: no images found")
+    allocating = any(get_allocator(a).source != "none" for a in exp.allocation.methods)
     for m in exp.models:
         for layer in m.layers:
-            meta_split(m.name, layer)
-    if any(get_allocator(a).source != "none" for a in exp.allocation.methods):
-        for m in exp.models:
-            for layer in m.layers:
-                task = get_task(meta_split(m.name, layer).task)
-                if not task.channel_sensitivity:
-                    raise InputError(f"{m.name}: allocations other than uniform are implemented for "
-                                     f"classifiers in experiments (this model's task is {task.name})")
+            task = get_task(meta_split(m.name, layer).task)
+            if allocating and not task.channel_sensitivity:
+                raise InputError(f"{m.name}: allocations other than uniform are implemented for "
+                                 f"classifiers in experiments (this model's task is {task.name})")
 
 
 def _fork_from_a_warm_server() -> dict[str, Any]:
