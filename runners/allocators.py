@@ -2,36 +2,31 @@
 
 Fixed QPs (uniform, a file, a profile-based allocation) are coded directly; per-image allocators
 (perimage, rdo, rdo-uniform: sensitivity.allocation's source "image") decide the image's QP vector
-while coding it. With layout frames everything goes through the image's FrameBank, so all the
+while coding it, through the function their registry entry names. With layout frames everything goes through the image's FrameBank, so all the
 configs of one image share their encodes (uniform at QP q IS the perimage sweep's noise at q).
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 import vcfc
-from sensitivity.allocation import ALLOCATORS
-from sensitivity.distances import get_distance
+from sensitivity.allocation import ALLOCATORS, ImageJob
 from sensitivity.channel_sweep import ChannelSweep, sweep_function
-from sensitivity.options import SweepOptions
-from sensitivity.perimage import perimage_qps
-from sensitivity.options import RdoSettings
-from sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
+from sensitivity.distances import get_distance
+from sensitivity.options import RdoSettings, SweepOptions
+from sensitivity.rdo import calibrate_lambda, grid_qps
 from vcfc.bank import FrameBank
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
 from .models import Split
-
-PERIMAGE_DISTANCE = "penultimate"  # Hu et al.'s distance for Algorithm 1
-RDO_SWEEP_DISTANCE = "kl"          # rdo groups channels by what they do to its own objective
 
 
 class ImageContext:
@@ -71,7 +66,9 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
         bank = ctx.bank(spec)
         enc0 = bank.encode_s
         if source == "image":
-            qps = [int(v) for v in _IMAGE_ALLOCATORS[cfg.allocation](split, ctx, cfg, bank)]
+            job = ImageJob(ctx.features, split.tail_module, bank, int(cfg.qp), cfg.allocation, dict(cfg.options),
+                           functools.partial(_sweep, split, spec=spec, qp=int(cfg.qp)))
+            qps = [int(v) for v in ALLOCATORS[cfg.allocation].allocate_image(job)]
         else:
             qps = list(cfg.channel_qps) if cfg.channel_qps is not None else int(cfg.qp)
         data = bank.assemble(qps)
@@ -86,7 +83,7 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
 _local = threading.local()
 
 
-def _sweep(split: Split, distance: str, spec: CodingSpec, qp: int) -> ChannelSweep:
+def _sweep(split: Split, distance: str, *, spec: CodingSpec, qp: int) -> ChannelSweep:
     """A ChannelSweep over the split's tail, one per thread (its chunk tuner is timing state)."""
     cache = getattr(_local, "sweeps", None)
     if cache is None:
@@ -98,35 +95,6 @@ def _sweep(split: Split, distance: str, spec: CodingSpec, qp: int) -> ChannelSwe
         fn = sweep_function(dist, split.tail_module, pen)
         cache[key] = ChannelSweep(fn, dist, SweepOptions(device=split.device), spec, qp)
     return cache[key]
-
-
-def _perimage(split: Split, ctx: ImageContext, cfg: Any, bank: FrameBank) -> np.ndarray:
-    opts = dict(cfg.options)
-    sweep = _sweep(split, PERIMAGE_DISTANCE, cfg.spec, cfg.qp)
-    with torch.no_grad():
-        return perimage_qps(ctx.features, bank, int(cfg.qp), int(opts.get("qp_range", 5)), sweep)[0]
-
-
-def rdo_settings(cfg: Any) -> RdoSettings:
-    opts = dict(cfg.options)
-    if opts.get("lam") is None:
-        raise InputError("rdo needs λ: give --lambda, or let it be calibrated")
-    keys = ("span", "step", "groups", "rounds", "distortion", "flip_penalty")
-    return RdoSettings(lam=float(opts["lam"]), uniform_only=cfg.allocation == "rdo-uniform",
-                       **{k: opts[k] for k in keys if opts.get(k) is not None}).checked()
-
-
-def _rdo(split: Split, ctx: ImageContext, cfg: Any, bank: FrameBank) -> np.ndarray:
-    settings = rdo_settings(cfg)
-    sweep = None if settings.uniform_only else _sweep(split, RDO_SWEEP_DISTANCE, cfg.spec, cfg.qp)
-    tail = split.tail_module
-    return rdo_qps(ctx.features, tail=tail, bank=bank, qp=int(cfg.qp), settings=settings, sweep=sweep).qps
-
-
-_IMAGE_ALLOCATORS: dict[str, Callable[[Split, ImageContext, Any, FrameBank], np.ndarray]] = {
-    "perimage": _perimage, "rdo": _rdo, "rdo-uniform": _rdo,
-}
-RDO_METHODS = ("rdo", "rdo-uniform")  # the allocators that need λ
 
 
 def calibrate(split: Split, features: list[Any], spec: CodingSpec, qps: list[int], settings: RdoSettings,

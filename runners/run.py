@@ -25,7 +25,7 @@ from vcfc.api import decode_frames, encode
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
-from .allocators import RDO_METHODS, calibrate
+from .allocators import calibrate
 from .budget import Budget, default_workers
 from .datasets import collate, load_samples, open_dataset
 from .evaluate import EvalConfig, evaluate_batch
@@ -158,7 +158,7 @@ def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> 
 def _calibrate_lambdas(exp: Experiment, run: RunDir) -> None:
     """λ of the closed-loop search at every (model, layer, codec, layout, qp): minus the slope of the
     uniform KL–rate curve there, on the calibration (profile) images, never on evaluated ones."""
-    methods = [m for m in exp.allocation.methods if m in RDO_METHODS]
+    methods = [m for m in exp.allocation.methods if get_allocator(m).needs_lambda]
     if not methods or run.read_json(run.lambdas_path) is not None:
         return
     out: dict[str, float] = {}
@@ -252,9 +252,12 @@ def _configs(exp: Experiment, model: str, layer: str, allocations: dict[str, lis
         for method in exp.allocation.methods:
             for qp in exp.coding.qps:
                 key = alloc_key(model, layer, spec, method, qp)
-                options: dict[str, Any] = {"qp_range": exp.allocation.qp_range} if method == "perimage" else {}
-                if method in RDO_METHODS:
+                alloc = get_allocator(method)
+                options: dict[str, Any] = {}
+                if alloc.needs_lambda:
                     options = {**exp.allocation.rdo_options(), "lam": lambdas[key]}
+                elif alloc.source == "image":  # the per-image linear rule's range
+                    options = {"qp_range": exp.allocation.qp_range}
                 out.append({"spec": spec.to_dict(), "allocation": method, "qp": qp,
                             "channel_qps": allocations.get(key), "options": sorted(options.items())})
     return out

@@ -3,13 +3,17 @@
 `ALLOCATORS` names every method and where its QPs come from: nothing (uniform), a
 dataset-level sensitivity profile (linear, lagrangian), or the image being coded (perimage,
 rdo: decided at encode time, see sensitivity.perimage and sensitivity.rdo). `vcfc allocate`,
-`vcfc eval --allocation` and experiment grids all call `allocate_from_profile`.
+`vcfc eval --allocation` and experiment grids all call `allocate_from_profile`; per-image methods
+name their function here (`image_fn`), which takes one `ImageJob` and returns the image's QPs —
+adding one is a function in a module plus one line below.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +22,9 @@ from vcfc.errors import InputError
 from .allocate import allocate_lagrangian, allocate_linear, lagrangian_for_target, task_weights
 
 if TYPE_CHECKING:  # the profile module brings pandas; the CLI imports this registry at start-up
+    from vcfc.bank import FrameBank
+
+    from .channel_sweep import ChannelSweep
     from .profile import Profile
 
 
@@ -26,15 +33,41 @@ class Allocator:
     name: str
     source: str  # "none" | "profile" | "image"
     description: str
+    # per-image methods: "module:function" taking an ImageJob, imported on first use (the CLI
+    # imports this registry at start-up and must not pull in torch)
+    image_fn: str = ""
+    needs_lambda: bool = False  # one λ per run, calibrated on held-out images before coding
+
+    def allocate_image(self, job: ImageJob) -> np.ndarray:
+        """This image's QP per channel (source "image" only)."""
+        if not self.image_fn:
+            raise InputError(f"allocation {self.name} does not decide QPs per image")
+        module, _, fn = self.image_fn.partition(":")
+        return getattr(importlib.import_module(module), fn)(job)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """What a per-image allocator gets: one image's features and its codings."""
+    features: Any                          # (C,H,W) tensor on the tail's device
+    tail: Callable[[Any], Any]             # (B,C,H,W) -> task output
+    bank: FrameBank                        # this image coded at any QP (layout frames)
+    qp: int                                # the base QP of this configuration
+    allocation: str                        # the method's name (one function may serve several)
+    options: dict[str, Any]                # the configuration's options (qp_range, rdo's λ, ...)
+    sweep: Callable[[str], ChannelSweep]   # a batched one-channel sweep for a distance name
 
 
 ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
     Allocator("uniform", "none", "every channel at the base QP (the unified-QP anchor)"),
     Allocator("linear", "profile", "Hu et al.'s rule on a dataset profile: QP_i = QP − round(range·S̃_i)"),
     Allocator("lagrangian", "profile", "per channel argmin w_i·D_i(q) + λ·R_i(q) from the profile's R/D tables"),
-    Allocator("perimage", "image", "Hu et al.'s Algorithm 1 per image: the linear rule on this image's own sensitivities"),
-    Allocator("rdo", "image", "closed loop per image: argmin KL(task output) + λ·bits over really coded QP vectors"),
-    Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R"),
+    Allocator("perimage", "image", "Hu et al.'s Algorithm 1 per image: the linear rule on this image's own sensitivities",
+              image_fn="sensitivity.perimage:allocate_job"),
+    Allocator("rdo", "image", "closed loop per image: argmin KL(task output) + λ·bits over really coded QP vectors",
+              image_fn="sensitivity.rdo:allocate_job", needs_lambda=True),
+    Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R",
+              image_fn="sensitivity.rdo:allocate_job", needs_lambda=True),
 )}
 
 

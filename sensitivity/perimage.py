@@ -21,9 +21,13 @@ from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
 from .allocate import allocate_linear
+from .allocation import ImageJob
 from .distances import get_distance
 from .channel_sweep import ChannelSweep, _as_batch, sweep_function
 from .options import SweepOptions
+
+
+DISTANCE = "penultimate"  # Hu et al.'s distance for Algorithm 1
 
 
 def image_sensitivity(x: Any, bank: FrameBank, qp: int, sweep: ChannelSweep) -> np.ndarray:
@@ -42,9 +46,15 @@ def perimage_qps(x: Any, bank: FrameBank, qp: int, qp_range: int, sweep: Channel
     return allocate_linear(s, qp, qp_range, bank.spec.qp_limits), s
 
 
+def allocate_job(job: ImageJob) -> np.ndarray:
+    """The `perimage` allocator of a run (registered in sensitivity.allocation.ALLOCATORS)."""
+    with torch.no_grad():
+        return perimage_qps(job.features, job.bank, job.qp, int(job.options.get("qp_range", 5)), job.sweep(DISTANCE))[0]
+
+
 def allocate_image(features: Any, *, tail: Callable[[Tensor], Tensor], qp: int, qp_range: int = 5,
                    penultimate: Callable[[Tensor], Tensor] | None = None, spec: CodingSpec | None = None,
-                   distance: str = "penultimate", options: SweepOptions | None = None,
+                   distance: str = DISTANCE, options: SweepOptions | None = None,
                    bank: FrameBank | None = None) -> np.ndarray:
     """QP vector of ONE image's features (C×H×W or 1×C×H×W) by Algorithm 1.
 

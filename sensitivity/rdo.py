@@ -29,6 +29,7 @@ from vcfc.bank import FrameBank
 from vcfc.errors import InputError
 
 from .allocate import normalize
+from .allocation import ImageJob
 from .channel_sweep import ChannelSweep, _as_batch
 from .options import RdoSettings
 
@@ -144,6 +145,25 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
             cur, cost = cand, ccost
             history.append(cost[0])
     return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
+
+
+SWEEP_DISTANCE = "kl"  # the per-channel stages group channels by what they do to rdo's own objective
+SETTING_KEYS = ("span", "step", "groups", "rounds", "distortion", "flip_penalty")
+
+
+def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:
+    """RdoSettings of a configuration: its options (λ required) and whether it is rdo-uniform."""
+    if options.get("lam") is None:
+        raise InputError("rdo needs λ: give --lambda, or let it be calibrated")
+    return RdoSettings(lam=float(options["lam"]), uniform_only=allocation == "rdo-uniform",
+                       **{k: options[k] for k in SETTING_KEYS if options.get(k) is not None}).checked()
+
+
+def allocate_job(job: ImageJob) -> np.ndarray:
+    """The `rdo` and `rdo-uniform` allocators of a run (registered in sensitivity.allocation)."""
+    settings = settings_for(job.allocation, job.options)
+    sweep = None if settings.uniform_only else job.sweep(SWEEP_DISTANCE)
+    return rdo_qps(job.features, tail=job.tail, bank=job.bank, qp=job.qp, settings=settings, sweep=sweep).qps
 
 
 def _device_of(fn: Callable[[Tensor], Tensor]) -> torch.device:

@@ -230,7 +230,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = EvalConfig(spec=spec, qp=args.qp, allocation=label, channel_qps=qps,
                      options=(("qp_range", args.qp_range), ("lam", args.lam)))
     sp, ds, batch_size = open_split_and_data(args)
-    if args.allocation.startswith("rdo") and args.lam is None:
+    if method.needs_lambda and args.lam is None:
         cfg = _calibrated(cfg, sp, ds, args)
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
@@ -250,7 +250,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if rows and spec is not None:
         summary["mean_qp"] = float(np.mean([r["mean_qp"] for r in rows]))
         summary["distinct_qp_vectors"] = len({r["qp_vector"] or f"uniform:{r['mean_qp']}" for r in rows})
-    if lam is not None and args.allocation.startswith("rdo"):
+    if lam is not None and method.needs_lambda:
         summary["lambda"] = lam
     summary["errors"] = len(errors)
     if errors:
@@ -273,14 +273,15 @@ def _calibrated(cfg: Any, sp: Any, ds: Any, args: argparse.Namespace) -> Any:
     """cfg with rdo's λ set from the first --calibrate images (one λ for the whole run)."""
     from dataclasses import replace
 
-    from runners.allocators import calibrate, rdo_settings
+    from runners.allocators import calibrate
     from runners.datasets import load_samples
+    from sensitivity.rdo import settings_for
 
     positive("--calibrate", args.calibrate)
     samples, _ = load_samples(ds, range(min(args.calibrate, len(ds))))
     feats = [sp.head(s.image[None])[0] for s in samples]
     probe = replace(cfg, options=tuple((k, v) for k, v in cfg.options if k != "lam") + (("lam", 0.0),))
-    lam = calibrate(sp, feats, cfg.spec, [args.qp], rdo_settings(probe), ffmpeg=args.ffmpeg)[args.qp]
+    lam = calibrate(sp, feats, cfg.spec, [args.qp], settings_for(probe.allocation, dict(probe.options)), ffmpeg=args.ffmpeg)[args.qp]
     print(f"vcfc: rdo λ = {lam:.4g} (slope of the uniform KL–rate curve at QP {args.qp} over "
           f"{len(feats)} images)", file=sys.stderr)
     return replace(cfg, options=tuple((k, v) for k, v in cfg.options if k != "lam") + (("lam", lam),))
