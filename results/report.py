@@ -206,6 +206,13 @@ def _context_caption(ctx: Mapping[str, Any]) -> str:
     return f"n = {ctx['n']} images{data}; weights {_join(ctx['weights'])}; codec {codec}{preset}"
 
 
+def _images_with(rows: pd.DataFrame, quality: str) -> int | None:
+    """How many images have a value of ``quality`` (accuracy needs labels: fewer than n)."""
+    if quality not in rows or "image_id" not in rows:
+        return None
+    return int(rows.loc[rows[quality].notna(), "image_id"].nunique())
+
+
 # --- sections ----------------------------------------------------------------------------------
 
 def _summary(rows: pd.DataFrame) -> str:
@@ -341,7 +348,12 @@ def _curves_section(doc: _Doc, rows: pd.DataFrame, pts: pd.DataFrame, rate: str,
             fig = plots.plot_rate_quality(fp, rate=rate, quality=q, labels=labels,
                                           title=f"{where}: {QUALITY_NAMES[q]} vs {rate}")
             common_txt = f" Every curve is {common}/…; the legend names the rest." if common else ""
-            doc.figure(fig, f"{q}_{where}", f"{QUALITY_NAMES[q]} vs {rate}, {where}. {_context_caption(ctx)}."
+            n_q = _images_with(_ok_rows(fam_rows), q)
+            labelled = n_q is not None and n_q < ctx["n"]
+            cap = _context_caption({**ctx, "n": n_q} if labelled else ctx)
+            if labelled:
+                cap = cap.replace(" images", f" labelled images (of {ctx['n']})", 1)
+            doc.figure(fig, f"{q}_{where}", f"{QUALITY_NAMES[q]} vs {rate}, {where}. {cap}."
                                             f"{common_txt} Error bars: {CI_PERCENT} % CI of the mean over "
                                             f"images; point labels: base QP.")
 
@@ -360,7 +372,9 @@ def _points_section(doc: _Doc, pts: pd.DataFrame, rate: str, qualities: Sequence
             lows, highs = d.get(f"{q}_ci_low", d[q] * np.nan), d.get(f"{q}_ci_high", d[q] * np.nan)
             name = f"{QUALITY_NAMES[q]}{' (dB)' if q == 'kl_db' else ''} [{CI_PERCENT} % CI]"
             view[name] = [f"{_num(v, fmt)} [{_num(lo, fmt)}, {_num(hi, fmt)}]" for v, lo, hi in zip(d[q], lows, highs)]
-    doc.para(f"Means over the images of each point (n = images with a result), on {rate}; the chart data.",
+    accuracy = [QUALITY_NAMES[q] for q in qualities if q in d and q in CURVE_QUALITIES and q.startswith("top")]
+    note = f" {' and '.join(accuracy).capitalize()}: over the labelled images among them only." if accuracy else ""
+    doc.para(f"Means over the images of each point (n = images with a result), on {rate}; the chart data.{note}",
              cls="note")
     doc.table(view, "points.csv", full=pts)
 

@@ -299,3 +299,15 @@ def test_accuracy_bd_rates_count_only_labelled_images():
     bd = aggregate.bd_table(rows, anchor="uniform", n_boot=50)
     sens = bd[(bd["config"] == "x265-sens") & (bd["rate"] == "bpfe")].set_index("quality")
     assert sens.at["fidelity", "n_images"] == 5 and sens.at["top1", "n_images"] == 3
+
+
+def test_accuracy_charts_name_the_labelled_images_they_average(tmp_path):
+    rows = _rows()
+    rows.loc[rows["image_id"].isin(["img3", "img4"]), "top1"] = math.nan
+    write_report(rows, tmp_path, anchor="uniform", n_boot=50)
+    md = (tmp_path / "report.md").read_text()
+    top1 = [c for c in re.findall(r"_(top-1 accuracy vs bpfe[^_]*)_", md)]
+    fid = [c for c in re.findall(r"_(fidelity vs bpfe[^_]*)_", md)]
+    assert top1 and all("n = 3 labelled images (of 5)" in c for c in top1)
+    assert fid and all("n = 5 images" in c for c in fid)
+    assert "Top-1 accuracy: over the labelled images among them only." in md
