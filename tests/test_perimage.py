@@ -91,3 +91,22 @@ def test_experiment_with_perimage_reports_bd_rates_with_intervals(tmp_path):
     bd = pd.read_csv(tmp_path / "run" / "report" / "bd.csv")
     assert {"bd_rate", "bd_rate_ci_low", "bd_rate_ci_high", "n_images"} <= set(bd.columns)
     assert set(bd["allocation"]) == {"perimage"} and (bd["n_images"] == 4).all()
+
+
+def test_experiment_rdo_rows_never_cost_more_than_uniform_at_the_runs_lambda(tmp_path):
+    exp = write_experiment(tmp_path / "exp.toml", methods=("uniform", "rdo"), qps=(32, 42), limit=3, profile_images=1)
+    r = subprocess.run([sys.executable, "-m", "vcfc", "run", str(exp), "--out", str(tmp_path / "run"), "--no-progress"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lambdas = json.loads((tmp_path / "run" / "lambdas.json").read_text())
+    assert sorted(int(k.rsplit("/", 1)[1]) for k in lambdas) == [32, 42]
+    assert all(v > 0 and np.isfinite(v) for v in lambdas.values())
+    rows = pd.read_parquet(tmp_path / "run" / "rows.parquet")
+    assert (rows["status"] == "ok").all() and set(rows["allocation"]) == {"uniform", "rdo"}
+    uni = rows[rows["allocation"] == "uniform"].set_index(["image_id", "qp"])
+    for _, row in rows[rows["allocation"] == "rdo"].iterrows():
+        lam = lambdas[f"{row['config']}/{row['qp']}"]
+        u = uni.loc[(row["image_id"], row["qp"])]
+        # the search starts from (and may keep) this very uniform coding: its cost is an upper bound
+        rdo_cost, uni_cost = row["output_kl"] + lam * row["bpfe"], u["output_kl"] + lam * u["bpfe"]
+        assert rdo_cost <= uni_cost * (1 + 1e-4) + 1e-9
