@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,15 @@ workers = {workers}
 batch_size = {batch_size}
 """)
     return path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell without job control starts background commands (`make test &`, nohup) with SIGINT
+    # ignored; children inherit that, and Python then never installs its KeyboardInterrupt
+    # handler (right for vcfc under nohup). The Ctrl-C tests stand for a terminal: a handled
+    # SIGINT here is reset to the default in every child at exec.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def feature_like(c: int, h: int, w: int, seed: int = 0) -> np.ndarray:
