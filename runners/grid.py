@@ -87,8 +87,9 @@ def _run_serial(todo: list[tuple[str, dict]], fn: TaskFn, rec: _Recorder, setup:
     return 0
 
 
-def _kill_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop a pool now: cancel queued work and terminate the workers (their tasks are lost anyway)."""
+def _kill_pool(pool: ProcessPoolExecutor, grace: float = 5.0) -> None:
+    """Stop a pool now: cancel queued work and terminate the workers (their tasks are lost anyway),
+    and wait for them (killed after ``grace`` seconds), so none outlives the run."""
     procs = getattr(pool, "_processes", None)  # private attribute, hence guarded
     procs = list(procs.values()) if isinstance(procs, dict) else []
     pool.shutdown(wait=False, cancel_futures=True)
@@ -96,6 +97,15 @@ def _kill_pool(pool: ProcessPoolExecutor) -> None:
         try:
             p.terminate()
         except Exception:  # noqa: BLE001 - already gone
+            pass
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        except Exception:  # noqa: BLE001 - already reaped
             pass
 
 
