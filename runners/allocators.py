@@ -2,8 +2,9 @@
 
 Fixed QPs (uniform, a file, a profile-based allocation) are coded directly; per-image allocators
 (perimage, rdo, rdo-uniform: sensitivity.allocation's source "image") decide the image's QP vector
-while coding it, through the function their registry entry names. With layout frames everything goes through the image's FrameBank, so all the
-configs of one image share their encodes (uniform at QP q IS the perimage sweep's noise at q).
+while coding it, through the function their registry entry names. With layout frames everything
+goes through the image's FrameBank, so all the configs of one image share their encodes
+(uniform at QP q IS the perimage sweep's noise at q).
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ _local = threading.local()
 
 
 def _sweep(split: Split, distance: str, *, spec: CodingSpec, qp: int) -> ChannelSweep:
-    """A ChannelSweep over the split's tail, one per thread (its chunk tuner is timing state)."""
+    """A ChannelSweep over the split's tail, one per thread (its chunk tuner is timing state).
+
+    Cached per (split, distance) so the tuning is paid once: spec and qp only serve the naive
+    method's own codec calls, which runs never use (their noise comes from the frame bank)."""
     cache = getattr(_local, "sweeps", None)
     if cache is None:
         cache = _local.sweeps = {}
