@@ -17,7 +17,7 @@ best move of a round kept while it lowers D + λR.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -148,7 +148,8 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
 
 
 SWEEP_DISTANCE = "kl"  # the per-channel stages group channels by what they do to rdo's own objective
-SETTING_KEYS = ("span", "step", "groups", "rounds", "distortion", "flip_penalty")
+# the search's knobs a configuration may set: RdoSettings' fields but λ and the method's own flag
+SETTING_KEYS = tuple(f.name for f in fields(RdoSettings) if f.name not in ("lam", "uniform_only"))
 
 
 def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:

@@ -311,3 +311,14 @@ def test_accuracy_charts_name_the_labelled_images_they_average(tmp_path):
     assert top1 and all("n = 3 labelled images (of 5)" in c for c in top1)
     assert fid and all("n = 5 images" in c for c in fid)
     assert "Top-1 accuracy: over the labelled images among them only." in md
+
+
+def test_vcfc_report_prints_the_same_short_names_as_the_legends(capsys):
+    from runners.cli.experiment import print_bd
+
+    ids = ["m/l/x265/fast/zscore/8b/frames/uniform", "m/l/x265/fast/log/8b/frames/uniform"]
+    bd = pd.DataFrame({"config": ids, "rate": "bpfe", "quality": "fidelity", "bd_rate": [4.0, -2.5],
+                       "bd_rate_ci_low": [1.0, -6.0], "bd_rate_ci_high": [7.0, 1.0], "n_images": 10})
+    print_bd(bd)
+    lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")]
+    assert [ln[0] for ln in lines] == ["zscore", "log"] == [plots.short_labels(ids)[0][i] for i in ids]

@@ -152,10 +152,12 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
         bd = bd[bd["rate"] == rate]
     print(f"\nBD-rate vs the anchor, rate = {rate}: negative = fewer bits at equal quality; "
           f"[95 % bootstrap interval], n images")
-    labels = _short_labels([str(c) for c in bd["config"]])
-    for r, label in zip(bd.itertuples(index=False), labels):
+    from results.plots import short_labels  # matplotlib: only once there is a table to print
+
+    labels = short_labels([str(c) for c in bd["config"]])[0]  # the report's legend names
+    for r in bd.itertuples(index=False):
         d = r._asdict()
-        d["allocation"] = label
+        d["allocation"] = labels[str(d["config"])]
         if d.get("bd_rate") is None or d["bd_rate"] != d["bd_rate"]:  # NaN
             print(f"  {d['allocation']:12s} {d['quality']:9s}  —  ({d.get('reason') or 'not computable'})")
             continue
@@ -164,20 +166,6 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
         why = f"{nan} of {d.get('n_boot')} resamples not computable" if nan else (d.get("reason") or "too few images")
         ci = f"[{lo:+.1f}, {hi:+.1f}]" if lo == lo and hi == hi else f"[no interval: {why}]"
         print(f"  {d['allocation']:12s} {d['quality']:9s} {d['bd_rate']:+6.1f} % {ci}  n = {d['n_images']}   ({d['config']})")
-
-
-def _short_labels(configs: list[str]) -> list[str]:
-    """What differs between config ids (e.g. "rdo", or "zscore/8b/frames/uniform" vs its siblings)."""
-    parts = [c.split("/") for c in configs]
-    if len(set(configs)) < 2:
-        return [p[-1] for p in parts]
-    head = 0
-    while all(len(p) > head + 1 and p[head] == parts[0][head] for p in parts):
-        head += 1
-    tail = 0
-    while all(len(p) > head + tail + 1 and p[-1 - tail] == parts[0][-1 - tail] for p in parts):
-        tail += 1
-    return ["/".join(p[head:len(p) - tail]) for p in parts]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
