@@ -25,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import vcfc  # noqa: E402
-from packing.layouts import pack, plan_streams  # noqa: E402
-from packing.quantizers import quantize  # noqa: E402
+from vcfc.packing.layouts import pack, plan_streams  # noqa: E402
+from vcfc.packing.quantizers import quantize  # noqa: E402
 from vcfc.codecs import get_codec  # noqa: E402
 from vcfc.ffmpeg import capabilities, find_ffmpeg  # noqa: E402
 

@@ -60,15 +60,15 @@ def main() -> int:
     torch_home()
 
     import vcfc
-    from runners.allocators import calibrate
-    from runners.datasets import open_dataset
-    from runners.models import split
-    from sensitivity.channel_sweep import ChannelSweep, resolve_device
-    from sensitivity.distances import get_distance
-    from sensitivity.options import SweepOptions
-    from sensitivity.perimage import perimage_qps
-    from sensitivity.options import RdoSettings
-    from sensitivity.rdo import rdo_qps
+    from vcfc.runners.allocators import calibrate
+    from vcfc.runners.datasets import open_dataset
+    from vcfc.runners.models import split
+    from vcfc.sensitivity.channel_sweep import ChannelSweep, resolve_device
+    from vcfc.sensitivity.distances import get_distance
+    from vcfc.sensitivity.options import SweepOptions
+    from vcfc.sensitivity.perimage import perimage_qps
+    from vcfc.sensitivity.options import RdoSettings
+    from vcfc.sensitivity.rdo import rdo_qps
     from vcfc.bank import FrameBank
     from vcfc.spec import CodingSpec
 

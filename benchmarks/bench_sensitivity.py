@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
 
-import sensitivity as S  # noqa: E402
+import vcfc.sensitivity as S  # noqa: E402
 
 CASES = [  # model, layer, weights (None: random)
     ("squeezenet1_1", "pool1", "DEFAULT"),
@@ -49,7 +49,7 @@ def torch_home() -> None:
 
 
 def images(sp, n: int, device) -> list[torch.Tensor]:
-    from runners.datasets import open_dataset
+    from vcfc.runners.datasets import open_dataset
 
     root = SHARED / "data" / "imagenet-sample"
     if root.is_dir():
@@ -78,7 +78,7 @@ def timed(f):
 
 
 def run_case(model: str, layer: str, weights, args) -> dict:
-    from runners.models import split
+    from vcfc.runners.models import split
 
     dev = S.resolve_device(args.device)
     with warnings.catch_warnings():

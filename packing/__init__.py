@@ -1,6 +1,7 @@
-"""packing: quantize features to integer codes and lay them out as video frames (pure numpy).
+"""vcfc.packing: quantize features to integer codes and lay them out as video frames (pure numpy).
 
-Never imports vcfc, runners or torch (vcfc imports packing, not the reverse).
+Imports only the stdlib-only base of vcfc (errors, registry); never the codec core, the layers
+above it or torch (the core imports packing, not the reverse).
 """
 
 from .errors import PackingError

@@ -1,5 +1,8 @@
-"""Errors raised by packing (kept free of vcfc imports: vcfc imports packing, not the reverse)."""
+"""Errors raised by packing: an InputError (vcfc.errors is the stdlib-only base every layer may
+import), so a bad quantizer or layout option reaches the user as the same one-line error."""
+
+from vcfc.errors import InputError
 
 
-class PackingError(ValueError):
+class PackingError(InputError):
     """Unusable input to a quantizer or layout (NaN/Inf, wrong shape, bad option)."""

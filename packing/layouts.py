@@ -20,18 +20,17 @@ for almost nothing, unlike a zero border next to bright data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
 
+from vcfc.registry import Registry
+
 from .errors import PackingError
-from .reorder import similarity_order
 
-LAYOUTS = ("mosaic", "mosaic-level", "frames")
-
-__all__ = ["LAYOUTS", "Placement", "FramePlan", "plan_streams", "pack", "unpack",
-           "similarity_order", "occupied_fraction"]
+__all__ = ["LAYOUTS", "Placement", "FramePlan", "plan_streams", "pack", "unpack", "occupied_fraction"]
 
 
 @dataclass
@@ -53,6 +52,7 @@ class FramePlan:
 
 Channel = tuple[str, int]
 Shape = tuple[int, int, int]
+TileSize = Callable[[Channel], tuple[int, int]]  # (H, W) of a channel's tile
 
 
 # ----------------------------------------------------------------------------- planning
@@ -111,8 +111,7 @@ def _group(channels: list[Channel], key) -> list[tuple[object, list[Channel]]]:
 
 
 def _validate_plan_args(shapes: dict[str, Shape], channels: list[Channel], layout: str, align: int) -> None:
-    if layout not in LAYOUTS:
-        raise PackingError(f"unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    LAYOUTS.get(layout)
     if isinstance(align, bool) or not isinstance(align, (int, np.integer)) or align < 1:
         raise PackingError(f"align must be an integer >= 1, got {align!r}")
     for name, shp in shapes.items():
@@ -134,6 +133,38 @@ def _validate_plan_args(shapes: dict[str, Shape], channels: list[Channel], layou
         seen.add((name, int(c)))
 
 
+# ----------------------------------------------------------------------------- the layouts
+# Each takes the channels to place (in order), their tile size and the alignment, and returns
+# the stream(s) they go in. Registered in LAYOUTS below.
+
+def plan_frames(chans: list[Channel], size: TileSize, align: int) -> list[FramePlan]:
+    """One picture per channel; one stream per distinct tile size."""
+    plans = []
+    for (h, w), items in _group(chans, size):
+        pl = [Placement(name, c, i, 0, 0) for i, (name, c) in enumerate(items)]
+        plans.append(FramePlan(_align_up(h, align), _align_up(w, align), len(items), pl))
+    return plans
+
+
+def plan_mosaic_level(chans: list[Channel], size: TileSize, align: int) -> list[FramePlan]:
+    """One mosaic picture per tensor."""
+    return [_grid_plan(items, *size(items[0]), align) for _, items in _group(chans, lambda ch: ch[0])]
+
+
+def plan_mosaic(chans: list[Channel], size: TileSize, align: int) -> list[FramePlan]:
+    """One picture: a near-square grid, or shelves when tile sizes differ (an FPN)."""
+    groups = _group(chans, size)
+    if len(groups) == 1:
+        (h, w), items = groups[0]
+        return [_grid_plan(items, h, w, align)]
+    return [_shelf_plan(groups, align)]  # type: ignore[arg-type]
+
+
+LAYOUTS: Registry[Callable[[list[Channel], TileSize, int], list[FramePlan]]] = Registry(
+    "layout", [("mosaic", plan_mosaic), ("mosaic-level", plan_mosaic_level), ("frames", plan_frames)],
+    error=PackingError)
+
+
 def plan_streams(shapes: dict[str, Shape], channels: list[Channel], layout: str, align: int) -> list[FramePlan]:
     """Place the listed channels (in list order) into one or more FramePlans.
 
@@ -141,7 +172,6 @@ def plan_streams(shapes: dict[str, Shape], channels: list[Channel], layout: str,
     of `align`.  Returns [] for an empty channel list.
     """
     _validate_plan_args(shapes, channels, layout, align)
-    align = int(align)
     chans = [(name, int(c)) for name, c in channels]
     if not chans:
         return []
@@ -149,19 +179,7 @@ def plan_streams(shapes: dict[str, Shape], channels: list[Channel], layout: str,
     def size(ch: Channel) -> tuple[int, int]:
         return int(shapes[ch[0]][1]), int(shapes[ch[0]][2])
 
-    if layout == "frames":
-        plans = []
-        for (h, w), items in _group(chans, size):
-            pl = [Placement(name, c, i, 0, 0) for i, (name, c) in enumerate(items)]
-            plans.append(FramePlan(_align_up(h, align), _align_up(w, align), len(items), pl))
-        return plans
-    if layout == "mosaic-level":
-        return [_grid_plan(items, *size(items[0]), align) for _, items in _group(chans, lambda ch: ch[0])]
-    groups = _group(chans, size)
-    if len(groups) == 1:
-        (h, w), items = groups[0]
-        return [_grid_plan(items, h, w, align)]
-    return [_shelf_plan(groups, align)]  # type: ignore[arg-type]
+    return LAYOUTS.get(layout)(chans, size, int(align))
 
 
 def occupied_fraction(plan: FramePlan, shapes: dict[str, Shape]) -> float:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from vcfc.registry import Registry
+
 from .errors import PackingError
 
-REORDERS = ("none", "similarity")  # channel orders before packing: as given, or by similarity
 _MAX_SAMPLES = 4096  # pixels per channel used for correlations; enough to rank similarity
 
 
@@ -48,3 +49,13 @@ def similarity_order(q: np.ndarray) -> np.ndarray:
         row = np.where(visited, -np.inf, score[cur])
         cur = int(np.argmax(row))  # first max -> lowest index on exact ties
     return order
+
+
+def identity_order(q: np.ndarray) -> np.ndarray:
+    """The channels as given."""
+    return np.arange(q.shape[0], dtype=np.int64)
+
+
+# Channel orders before packing: name -> function of the (C,H,W) codes returning a permutation.
+REORDERS: Registry = Registry("reorder", [("none", identity_order), ("similarity", similarity_order)],
+                              error=PackingError)

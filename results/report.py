@@ -10,7 +10,7 @@
     out_dir/plots/*.png|svg
 
 The pages show few columns (they fit a 1280-px window) and one rate axis; the CSVs hold
-everything. To look at a report as a reviewer does: ``python -m results.screenshot
+everything. To look at a report as a reviewer does: ``python -m vcfc.results.screenshot
 out_dir/report.html --out shots`` (headless Chromium, 1280 px wide). Every BD-rate is shown with its 95 % bootstrap interval and the number of images,
 and a verdict only when the interval excludes 0.
 """

@@ -1,6 +1,6 @@
 """Screenshot a report.html as a reviewer sees it: headless Chromium at a fixed window width.
 
-    python -m results.screenshot RUN/report/report.html --out /tmp/shots [--width 1280]
+    python -m vcfc.results.screenshot RUN/report/report.html --out /tmp/shots [--width 1280]
 
 writes ``full.png`` (the page, trailing blank space cut off) and ``part_01.png``, … (slices of
 1500 px, small enough to look at one by one). Needs a Chromium (``apt-get install -y chromium``;

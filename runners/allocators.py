@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 import vcfc
-from sensitivity.allocation import ALLOCATORS, ImageJob
-from sensitivity.channel_sweep import ChannelSweep, sweep_function
-from sensitivity.distances import get_distance
-from sensitivity.options import RdoSettings, SweepOptions
-from sensitivity.rdo import calibrate_lambda, grid_qps
+from vcfc.sensitivity.allocation import ALLOCATORS, ImageJob
+from vcfc.sensitivity.channel_sweep import ChannelSweep, sweep_function
+from vcfc.sensitivity.distances import get_distance
+from vcfc.sensitivity.options import RdoSettings, SweepOptions
+from vcfc.sensitivity.rdo import calibrate_lambda, grid_qps
 from vcfc.bank import FrameBank
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError

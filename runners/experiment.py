@@ -44,12 +44,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packing.layouts import LAYOUTS
-from packing.quantizers import QUANTIZERS
-from packing.reorder import REORDERS
-from sensitivity.allocation import ALLOCATORS
-from sensitivity.distances import DISTANCES
-from sensitivity.options import RdoSettings
+from vcfc.packing.layouts import LAYOUTS
+from vcfc.packing.quantizers import QUANTIZERS
+from vcfc.packing.reorder import REORDERS
+from vcfc.sensitivity.allocation import ALLOCATORS
+from vcfc.sensitivity.distances import DISTANCES
+from vcfc.sensitivity.options import RdoSettings
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec

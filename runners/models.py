@@ -27,7 +27,7 @@ from torchvision.models import feature_extraction as _fe
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.image_list import ImageList
 
-from sensitivity.graph import CutBypassed, extract_subgraph, penultimate_graph
+from vcfc.sensitivity.graph import CutBypassed, extract_subgraph, penultimate_graph
 from vcfc.errors import InputError
 
 from .presets import FPN_NAMES, PRESETS, presets_of

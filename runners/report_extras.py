@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sensitivity.allocation import ALLOCATORS
-from sensitivity.distances import DISTANCES
-from sensitivity.profile import read_profile
+from vcfc.sensitivity.allocation import ALLOCATORS
+from vcfc.sensitivity.distances import DISTANCES
+from vcfc.sensitivity.profile import read_profile
 
 from .run import qp_maps
 from .store import RunDir

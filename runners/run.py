@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from sensitivity.allocation import allocate_from_profile, get_allocator
-from sensitivity.channel_sweep import measure, resolve_device
-from sensitivity.profile import Profile, read_profile, write_profile
-from sensitivity.options import RdoSettings
+from vcfc.sensitivity.allocation import allocate_from_profile, get_allocator
+from vcfc.sensitivity.channel_sweep import measure, resolve_device
+from vcfc.sensitivity.profile import Profile, read_profile, write_profile
+from vcfc.sensitivity.options import RdoSettings
 from vcfc.api import decode_frames, encode
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
@@ -99,8 +99,8 @@ def worker_setup(budget: Budget = Budget(1)) -> None:
     budget.apply()
     # The parent already said it once; N workers repeating it (with source lines) is noise.
     warnings.filterwarnings("ignore", message=".*random weights.*")
-    logging.getLogger("runners").addHandler(logging.NullHandler())
-    logging.getLogger("runners").propagate = False
+    logging.getLogger("vcfc.runners").addHandler(logging.NullHandler())
+    logging.getLogger("vcfc.runners").propagate = False
 
 
 def cached_split(model: str, weights: str, layer: str, device: str) -> Split:

@@ -19,8 +19,8 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.segmentation.deeplabv3 import DeepLabV3
 from torchvision.models.segmentation.fcn import FCN
 
-from results.coco import coco_ap, fidelity_ap, to_coco_results
-from results.metrics import ConfusionMatrix, output_kl, output_mse
+from vcfc.results.coco import coco_ap, fidelity_ap, to_coco_results
+from vcfc.results.metrics import ConfusionMatrix, output_kl, output_mse
 from vcfc.errors import InputError
 
 STAGES = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s")

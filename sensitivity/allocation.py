@@ -63,11 +63,11 @@ ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
     Allocator("linear", "profile", "Hu et al.'s rule on a dataset profile: QP_i = QP − round(range·S̃_i)"),
     Allocator("lagrangian", "profile", "per channel argmin w_i·D_i(q) + λ·R_i(q) from the profile's R/D tables"),
     Allocator("perimage", "image", "Hu et al.'s Algorithm 1 per image: the linear rule on this image's own sensitivities",
-              image_fn="sensitivity.perimage:allocate_job"),
+              image_fn="vcfc.sensitivity.perimage:allocate_job"),
     Allocator("rdo", "image", "closed loop per image: argmin KL(task output) + λ·bits over really coded QP vectors",
-              image_fn="sensitivity.rdo:allocate_job", needs_lambda=True),
+              image_fn="vcfc.sensitivity.rdo:allocate_job", needs_lambda=True),
     Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R",
-              image_fn="sensitivity.rdo:allocate_job", needs_lambda=True),
+              image_fn="vcfc.sensitivity.rdo:allocate_job", needs_lambda=True),
 )}
 
 

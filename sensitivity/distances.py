@@ -29,7 +29,7 @@ def kl(ref: Tensor, out: Tensor) -> Tensor:
     """KL(softmax(ref) ‖ softmax(out)) per variant (results.metrics.kl_rows)."""
     # Deferred (measured): results.metrics imports torch at once, and `vcfc info` imports this
     # registry for its option lists; torch's import costs ~2 s there.
-    from results.metrics import kl_rows
+    from vcfc.results.metrics import kl_rows
 
     return kl_rows(ref, out)
 

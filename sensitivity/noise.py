@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 import vcfc
-from packing.layouts import pack, plan_streams, unpack
-from packing.quantizers import dequantize, quantize
+from vcfc.packing.layouts import pack, plan_streams, unpack
+from vcfc.packing.quantizers import dequantize, quantize
 from vcfc import container
 from vcfc.spec import CodingSpec
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from results.metrics import kl_rows
+from vcfc.results.metrics import kl_rows
 from vcfc.bank import FrameBank
 from vcfc.errors import InputError
 

@@ -102,7 +102,7 @@ def squeeze():
 
     import torch
 
-    from runners.models import split
+    from vcfc.runners.models import split
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

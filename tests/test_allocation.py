@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import sensitivity as S
+import vcfc.sensitivity as S
 from vcfc.errors import InputError
 from vcfc.io import load_qps
 
@@ -78,7 +78,7 @@ def test_task_weights():
 
 
 def _run_cli(*argv: str) -> int:
-    from runners.cli.sensitivity import register
+    from vcfc.runners.cli.sensitivity import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import vcfc
-from packing.quantizers import quantize
+from vcfc.packing.quantizers import quantize
 from tests.conftest import feature_like
 
 QUANTS = ["minmax", "minmax-channel", "log", "zscore"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from runners.datasets import Sample, batches, detect_kind, open_dataset
+from vcfc.runners.datasets import Sample, batches, detect_kind, open_dataset
 from vcfc.errors import InputError
 
 SHARED = Path(os.environ.get("VCFC_SHARED", Path(__file__).parents[1].parent / "shared"))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from runners.datasets import batches, open_dataset
-from runners.evaluate import EvalConfig, evaluate_batch, summarize
+from vcfc.runners.datasets import batches, open_dataset
+from vcfc.runners.evaluate import EvalConfig, evaluate_batch, summarize
 from vcfc.spec import CodingSpec
-from runners.models import split
+from vcfc.runners.models import split
 from tests.test_cli import vcfc_cli
 
 
@@ -142,7 +142,7 @@ def test_eval_cli_errors(shared, tmp_path: Path):
 
 
 def test_eval_cli_linear_allocation_from_profile(tmp_path: Path):
-    from sensitivity import Profile, write_profile
+    from vcfc.sensitivity import Profile, write_profile
 
     s = np.linspace(0.0, 1.0, 64)  # channel i gets QP 40 - round(8 * i / 63)
     write_profile(Profile.from_arrays(s, {"qp_base": 40}), tmp_path / "prof", plot=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runners.experiment import experiment_from_dict, load_experiment
+from vcfc.runners.experiment import experiment_from_dict, load_experiment
 from tests.conftest import KODAK, write_experiment
 from vcfc.errors import InputError
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runners.executors import LRUCache, call_task, worker_cache
-from runners.grid import run_grid
-from runners.store import RowStore, iter_keys, task_key, update_manifest, write_manifest
+from vcfc.runners.executors import LRUCache, call_task, worker_cache
+from vcfc.runners.grid import run_grid
+from vcfc.runners.store import RowStore, iter_keys, task_key, update_manifest, write_manifest
 from tests import gridtask
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packing import (
+from vcfc.packing import (
     LAYOUTS,
     FramePlan,
     PackingError,
@@ -92,7 +92,7 @@ def test_real_fpn_mosaic_roundtrip():
 @settings(max_examples=30, deadline=None)
 @given(
     sizes=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)), min_size=1, max_size=4),
-    layout=st.sampled_from(LAYOUTS),
+    layout=st.sampled_from(LAYOUTS.choices()),
     align=st.sampled_from(ALIGNS),
     data=st.data(),
 )

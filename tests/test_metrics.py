@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from results.coco import build_pseudo_gt, coco_ap, fidelity_ap, to_coco_results
-from results.metrics import (ConfusionMatrix, miou, output_kl, output_mse, pixel_fidelity,
+from vcfc.results.coco import build_pseudo_gt, coco_ap, fidelity_ap, to_coco_results
+from vcfc.results.metrics import (ConfusionMatrix, miou, output_kl, output_mse, pixel_fidelity,
                              top1_fidelity, topk_accuracy)
 from vcfc.errors import InputError
 

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensitivity.allocate import allocate_linear
-from sensitivity.channel_sweep import ChannelSweep
-from sensitivity.distances import get_distance
-from sensitivity.options import SweepOptions
-from sensitivity.perimage import allocate_image, image_sensitivity
-from sensitivity.options import RdoSettings
-from sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
+from vcfc.sensitivity.allocate import allocate_linear
+from vcfc.sensitivity.channel_sweep import ChannelSweep
+from vcfc.sensitivity.distances import get_distance
+from vcfc.sensitivity.options import SweepOptions
+from vcfc.sensitivity.perimage import allocate_image, image_sensitivity
+from vcfc.sensitivity.options import RdoSettings
+from vcfc.sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
 from tests.conftest import write_experiment
 from vcfc.bank import FrameBank
 from vcfc.spec import CodingSpec

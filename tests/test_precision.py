@@ -9,11 +9,11 @@ import warnings
 import pytest
 import torch
 
-from runners.models import split
-from sensitivity.channel_sweep import ChannelSweep, precision
-from sensitivity.distances import get_distance
-from sensitivity.noise import roundtrip
-from sensitivity.options import SweepOptions
+from vcfc.runners.models import split
+from vcfc.sensitivity.channel_sweep import ChannelSweep, precision
+from vcfc.sensitivity.distances import get_distance
+from vcfc.sensitivity.noise import roundtrip
+from vcfc.sensitivity.options import SweepOptions
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 

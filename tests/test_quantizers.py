@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packing import QUANTIZERS, PackingError, QuantParams, dequantize, quant_step, quantize
+from vcfc.packing import QUANTIZERS, PackingError, QuantParams, dequantize, quant_step, quantize
 
 BITS = (8, 10)
 F32_EPS = float(np.finfo(np.float32).eps)

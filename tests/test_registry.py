@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import vcfc
-from runners.cli import build_parser
-from runners.experiment import experiment_from_dict
+from vcfc.runners.cli import build_parser
+from vcfc.runners.experiment import experiment_from_dict
 from tests.conftest import feature_like
 from vcfc import codecs
 from vcfc.codecs.x265 import LosslessCodec
@@ -64,9 +64,9 @@ def halves(job):
 
 
 def test_an_allocator_registered_once_is_used_by_the_cli_experiments_and_the_grid(monkeypatch, tmp_path, squeeze):
-    from runners.allocators import ImageContext, code_image
-    from runners.evaluate import EvalConfig
-    from sensitivity.allocation import ALLOCATORS, Allocator
+    from vcfc.runners.allocators import ImageContext, code_image
+    from vcfc.runners.evaluate import EvalConfig
+    from vcfc.sensitivity.allocation import ALLOCATORS, Allocator
 
     monkeypatch.setitem(ALLOCATORS, "halves", Allocator("halves", "image", "test-only", image_fn=f"{__name__}:halves"))
     args = build_parser().parse_args(["eval", "--model", "squeezenet1_1", "--layer", "pool1", "--data", "d",

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from results import aggregate, plots
-from results.report import write_report
+from vcfc.results import aggregate, plots
+from vcfc.results.report import write_report
 from vcfc.errors import InputError
 
 QPS = [22, 27, 32, 37, 42]
@@ -284,7 +284,7 @@ def test_qp_map_chart():
 
 
 def test_bd_text_always_has_interval_and_n():
-    from results.report import bd_text
+    from vcfc.results.report import bd_text
 
     row = {"bd_rate": -8.64, "bd_rate_ci_low": -14.21, "bd_rate_ci_high": -2.93, "n_images": 230}
     assert bd_text(row) == "−8.6 % [−14.2, −2.9], n = 230"
@@ -314,7 +314,7 @@ def test_accuracy_charts_name_the_labelled_images_they_average(tmp_path):
 
 
 def test_vcfc_report_prints_the_same_short_names_as_the_legends(capsys):
-    from runners.cli.experiment import print_bd
+    from vcfc.runners.cli.experiment import print_bd
 
     ids = ["m/l/x265/fast/zscore/8b/frames/uniform", "m/l/x265/fast/log/8b/frames/uniform"]
     bd = pd.DataFrame({"config": ids, "rate": "bpfe", "quality": "fidelity", "bd_rate": [4.0, -2.5],

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-import sensitivity as S
-from sensitivity.noise import naive_channel_roundtrip
+import vcfc.sensitivity as S
+from vcfc.sensitivity.noise import naive_channel_roundtrip
 from vcfc.codecs import get_codec
 from vcfc.spec import CodingSpec
 from tests.conftest import feature_like
@@ -71,7 +71,7 @@ def test_grouped_conv_delta_matches_full_conv():
     torch.manual_seed(0)
     conv = nn.Conv2d(5, 7, 3, stride=2, padding=1)
     x, xn = torch.randn(1, 5, 12, 12), torch.randn(1, 5, 12, 12)
-    from sensitivity.graph import LinearHead
+    from vcfc.sensitivity.graph import LinearHead
 
     lin = LinearHead(conv, nn.Identity())
     idx = torch.tensor([4, 0, 2])
@@ -125,7 +125,7 @@ def test_profile_roundtrip(tmp_path: Path):
 
 
 def _run_cli(*argv: str) -> int:
-    from runners.cli.sensitivity import register
+    from vcfc.runners.cli.sensitivity import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers())

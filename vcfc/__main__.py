@@ -6,6 +6,6 @@ only forwards to the CLI so `python -m vcfc` works like the `vcfc` console scrip
 
 import sys
 
-from runners.cli import main
+from vcfc.runners.cli import main
 
 sys.exit(main())

@@ -11,9 +11,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from packing.errors import PackingError
-from packing.layouts import pack, unpack
-from packing.quantizers import dequantize
+from vcfc.packing.errors import PackingError
+from vcfc.packing.layouts import pack, unpack
+from vcfc.packing.quantizers import dequantize
 
 from . import container
 from .coding import build_container, quantize_features, resolve_qps, stream_jobs

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from packing.layouts import pack, plan_streams, unpack
-from packing.quantizers import dequantize
+from vcfc.packing.layouts import pack, plan_streams, unpack
+from vcfc.packing.quantizers import dequantize
 
 from .coding import Quantized, build_container, quantize_features, resolve_qps, stream_jobs
 from .errors import InputError

@@ -12,10 +12,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from packing.errors import PackingError
-from packing.layouts import FramePlan, plan_streams
-from packing.quantizers import QuantParams, quantize
-from packing.reorder import similarity_order
+from vcfc.packing.errors import PackingError
+from vcfc.packing.layouts import FramePlan, plan_streams
+from vcfc.packing.quantizers import QuantParams, quantize
+from vcfc.packing.reorder import REORDERS
 
 from . import container
 from .errors import InputError
@@ -58,8 +58,8 @@ def quantize_features(features: Any, spec: CodingSpec) -> Quantized:
             codes[name], params[name] = quantize(arr, spec.quant, spec.bits)
         except PackingError as exc:
             raise InputError(f"tensor {name!r}: {exc}") from None
-    order = {name: similarity_order(codes[name]) if spec.reorder == "similarity" else np.arange(shapes[name][0])
-             for name in shapes}
+    reorder = REORDERS.get(spec.reorder)
+    order = {name: reorder(codes[name]) for name in shapes}
     return Quantized(metas, single, shapes, codes, params, order)  # type: ignore[arg-type]
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from packing.layouts import LAYOUTS
-from packing.quantizers import QUANTIZERS, QuantParams
+from vcfc.packing.layouts import LAYOUTS
+from vcfc.packing.quantizers import QUANTIZERS, QuantParams
 
 from .codecs import CODECS
 from .container import MAX_ELEMENTS, Container

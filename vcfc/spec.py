@@ -2,8 +2,8 @@
 
 The API (`vcfc.encode`), the sensitivity sweep, per-image allocation, evaluation and experiment
 grids all take a CodingSpec; its choices come from the registries (codecs in `vcfc.codecs`,
-quantizers and layouts in `packing`), so a new codec, quantizer or layout is accepted everywhere
-once registered.
+quantizers, layouts and channel orders in `vcfc.packing`), so a new codec, quantizer or layout is
+accepted everywhere once registered.
 """
 
 from __future__ import annotations
@@ -11,18 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from packing.layouts import LAYOUTS
-from packing.quantizers import BIT_DEPTHS, QUANTIZERS
-from packing.reorder import REORDERS
+from vcfc.packing.layouts import LAYOUTS
+from vcfc.packing.quantizers import BIT_DEPTHS, QUANTIZERS
+from vcfc.packing.reorder import REORDERS
 
 from .codecs import CODECS, Codec, get_codec
 from .errors import InputError
-
-
-def choose(kind: str, value: Any, choices: Any) -> None:
-    """InputError naming the choices unless ``value`` is one of them."""
-    if value not in choices:
-        raise InputError(f"unknown {kind} {value!r}; choose from {', '.join(map(str, choices))}")
 
 
 @dataclass(frozen=True)
@@ -38,25 +32,21 @@ class CodingSpec:
 
     def checked(self) -> CodingSpec:
         """This spec after validation against the registries, with the preset resolved."""
-        choose("codec", self.codec, CODECS)
-        choose("quantizer", self.quant, QUANTIZERS)
-        choose("layout", self.layout, LAYOUTS)
-        choose("reorder", self.reorder, REORDERS)
-        cls = CODECS[self.codec]
-        if isinstance(self.bits, bool) or self.bits not in BIT_DEPTHS or self.bits not in cls.bit_depths:
-            raise InputError(f"codec {self.codec} supports {'/'.join(map(str, cls.bit_depths))}-bit, not {self.bits!r}")
-        preset = cls.default_preset if self.preset is None else self.preset
-        if preset not in cls.presets:
-            raise InputError(f"codec {self.codec} has no preset {preset!r}; choose from {', '.join(cls.presets)}")
-        return replace(self, preset=preset)
+        cls = CODECS.get(self.codec)
+        QUANTIZERS.get(self.quant)
+        LAYOUTS.get(self.layout)
+        REORDERS.get(self.reorder)
+        cls.check_bits(self.bits)
+        if self.bits not in BIT_DEPTHS:  # a codec could claim a depth the quantizers lack
+            raise InputError(f"the quantizers code {'/'.join(map(str, BIT_DEPTHS))}-bit, not {self.bits!r}")
+        return replace(self, preset=cls.check_preset(self.preset))
 
     def backend(self, ffmpeg: str | None = None, threads: int | None = None) -> Codec:
         return get_codec(self.codec, ffmpeg=ffmpeg, threads=threads)
 
     @property
     def qp_limits(self) -> tuple[int, int]:
-        choose("codec", self.codec, CODECS)
-        lo, hi = CODECS[self.codec].qp_range
+        lo, hi = CODECS.get(self.codec).qp_range
         return int(lo), int(hi)
 
     @property

@@ -101,7 +101,7 @@ def _quiet_diagnostics() -> None:
         print(f"vcfc: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show
-    for name in ("runners", "sensitivity", "results", "packing"):
+    for name in ("vcfc.runners", "vcfc.sensitivity", "vcfc.results", "vcfc.packing"):
         logging.getLogger(name).addHandler(logging.NullHandler())
         logging.getLogger(name).propagate = False
 

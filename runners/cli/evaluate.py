@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sensitivity.allocation import ALLOCATORS, Target
-from runners.kinds import KINDS
+from vcfc.sensitivity.allocation import ALLOCATORS, Target
+from vcfc.runners.kinds import KINDS
 from vcfc.errors import InputError
 
 from .args import EXIT_CODES, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, positive, spec_from
@@ -109,7 +109,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from runners.models import list_models
+    from vcfc.runners.models import list_models
 
     models = list_models(parse_hw(args.input_size))
     if args.json:
@@ -125,10 +125,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def open_split_and_data(args: argparse.Namespace):
-    from runners.datasets import open_dataset
-    from runners.models import split
-    from runners.tasks import get_task
-    from sensitivity.channel_sweep import resolve_device
+    from vcfc.runners.datasets import open_dataset
+    from vcfc.runners.models import split
+    from vcfc.runners.tasks import get_task
+    from vcfc.sensitivity.channel_sweep import resolve_device
 
     positive("--limit", args.limit)
     positive("--batch-size", args.batch_size)
@@ -143,7 +143,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from runners.datasets import batches
+    from vcfc.runners.datasets import batches
     from vcfc.io import atomic_write, save_features
 
     sp, ds, batch_size = open_split_and_data(args)
@@ -186,8 +186,8 @@ def _jsonable(obj: Any) -> Any:
 
 def _fixed_qps(args: argparse.Namespace, spec: Any) -> tuple[int, ...] | None:
     """Channel QPs that are the same for every image: a file, or a profile-based allocation."""
-    from sensitivity.allocation import allocate_from_profile, per_channel
-    from sensitivity.profile import read_profile
+    from vcfc.sensitivity.allocation import allocate_from_profile, per_channel
+    from vcfc.sensitivity.profile import read_profile
     from vcfc.io import load_qps
 
     source = ALLOCATORS[args.allocation].source
@@ -211,9 +211,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
-    from runners.datasets import collate, load_samples
-    from runners.evaluate import EvalConfig, evaluate_batch
-    from runners.tasks import summarize
+    from vcfc.runners.datasets import collate, load_samples
+    from vcfc.runners.evaluate import EvalConfig, evaluate_batch
+    from vcfc.runners.tasks import summarize
 
     spec = spec_from(args)
     method = ALLOCATORS[args.allocation]
@@ -273,9 +273,9 @@ def _calibrated(cfg: Any, sp: Any, ds: Any, args: argparse.Namespace) -> Any:
     """cfg with rdo's λ set from the first --calibrate images (one λ for the whole run)."""
     from dataclasses import replace
 
-    from runners.allocators import calibrate
-    from runners.datasets import load_samples
-    from sensitivity.rdo import settings_for
+    from vcfc.runners.allocators import calibrate
+    from vcfc.runners.datasets import load_samples
+    from vcfc.sensitivity.rdo import settings_for
 
     positive("--calibrate", args.calibrate)
     samples, _ = load_samples(ds, range(min(args.calibrate, len(ds))))

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runners.experiment import EXECUTORS
+from vcfc.runners.experiment import EXECUTORS
 from vcfc.errors import InputError
 
 from .args import EXIT_CODES, add_command, positive
@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from runners.experiment import load_experiment
+    from vcfc.runners.experiment import load_experiment
 
     positive("--workers", args.workers)
     exp = load_experiment(args.experiment)
@@ -92,8 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_and_say(exp: Any, out: Path, executor: str | None, workers: int | None, scheduler: str | None,
                 retry_errors: bool, progress: bool, new: bool) -> int:
     """Run, print what happened, and return the exit status (0 ok, 3 failures recorded, 130 interrupted)."""
-    from runners.run import run_experiment
-    from runners.store import RunDir
+    from vcfc.runners.run import run_experiment
+    from vcfc.runners.store import RunDir
 
     result = run_experiment(exp, out, executor=executor, workers=workers, scheduler=scheduler,
                             retry_errors=retry_errors, progress=progress, new=new)
@@ -124,9 +124,9 @@ def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: 
     """Write the report of a run; return (report.html path, the BD table it shows or None)."""
     import pandas as pd
 
-    from results.report import write_report
-    from runners.report_extras import report_extras
-    from runners.store import RunDir
+    from vcfc.results.report import write_report
+    from vcfc.runners.report_extras import report_extras
+    from vcfc.runners.store import RunDir
 
     run = RunDir(run_dir)
     manifest = run.manifest()
@@ -152,7 +152,7 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
         bd = bd[bd["rate"] == rate]
     print(f"\nBD-rate vs the anchor, rate = {rate}: negative = fewer bits at equal quality; "
           f"[95 % bootstrap interval], n images")
-    from results.plots import short_labels  # matplotlib: only once there is a table to print
+    from vcfc.results.plots import short_labels  # matplotlib: only once there is a table to print
 
     labels = short_labels([str(c) for c in bd["config"]])[0]  # the report's legend names
     for r in bd.itertuples(index=False):
@@ -171,9 +171,9 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import warnings
 
-    from runners.experiment import load_experiment
-    from runners.store import RunDir
-    from runners.weights import random_weights_hint, weights_available
+    from vcfc.runners.experiment import load_experiment
+    from vcfc.runners.store import RunDir
+    from vcfc.runners.weights import random_weights_hint, weights_available
 
     positive("--workers", args.workers)
     exp = load_experiment(DEMO_TOML)

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runners.kinds import KINDS
-from sensitivity.allocation import ALLOCATORS, Target
-from sensitivity.distances import DISTANCES
-from sensitivity.options import METHODS, PRECISIONS
+from vcfc.runners.kinds import KINDS
+from vcfc.sensitivity.allocation import ALLOCATORS, Target
+from vcfc.sensitivity.distances import DISTANCES
+from vcfc.sensitivity.options import METHODS, PRECISIONS
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.io import atomic_write
@@ -123,12 +123,12 @@ def register(sub: Any) -> None:
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
     import torch
 
-    from runners.datasets import open_dataset
-    from runners.models import split
-    from runners.tasks import get_task
-    from sensitivity.levels import detection_distance, measure_levels
-    from sensitivity.channel_sweep import measure, resolve_device
-    from sensitivity.profile import write_profile
+    from vcfc.runners.datasets import open_dataset
+    from vcfc.runners.models import split
+    from vcfc.runners.tasks import get_task
+    from vcfc.sensitivity.levels import detection_distance, measure_levels
+    from vcfc.sensitivity.channel_sweep import measure, resolve_device
+    from vcfc.sensitivity.profile import write_profile
 
     positive("--images", args.images)
     spec = spec_from(args)
@@ -165,8 +165,8 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 def _cmd_allocate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from sensitivity.allocation import allocate_from_profile, per_channel
-    from sensitivity.profile import read_profile
+    from vcfc.sensitivity.allocation import allocate_from_profile, per_channel
+    from vcfc.sensitivity.profile import read_profile
 
     prof = read_profile(args.profile)
     meta = prof.meta

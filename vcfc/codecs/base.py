@@ -95,9 +95,18 @@ class Codec:
         return frames
 
     # -- checks ---------------------------------------------------------------------------
-    def check_bits(self, bits: int) -> None:
-        if isinstance(bits, bool) or bits not in self.bit_depths:
-            raise InputError(f"codec {self.name} supports {'/'.join(map(str, self.bit_depths))}-bit, not {bits!r}")
+    @classmethod
+    def check_preset(cls, preset: str | None) -> str:
+        """``preset`` (None: the default) if this codec has it, else InputError naming its presets."""
+        preset = cls.default_preset if preset is None else preset
+        if preset not in cls.presets:
+            raise InputError(f"codec {cls.name} has no preset {preset!r}; choose from {', '.join(cls.presets)}")
+        return preset
+
+    @classmethod
+    def check_bits(cls, bits: int) -> None:
+        if isinstance(bits, bool) or bits not in cls.bit_depths:
+            raise InputError(f"codec {cls.name} supports {'/'.join(map(str, cls.bit_depths))}-bit, not {bits!r}")
 
     def check_encode_args(self, frames: np.ndarray, bits: int, qp: int, preset: str | None) -> str:
         """Validate everything encode() gets; return the preset to use."""
@@ -116,10 +125,7 @@ class Codec:
             lo, hi = self.qp_range
             if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)) or not lo <= qp <= hi:
                 raise InputError(f"codec {self.name}: qp must be an integer in [{lo}, {hi}], got {qp!r}")
-        preset = self.default_preset if preset is None else preset
-        if preset not in self.presets:
-            raise InputError(f"codec {self.name} has no preset {preset!r}; choose from {', '.join(self.presets)}")
-        return preset
+        return self.check_preset(preset)
 
     def check_decode_args(self, n: int, height: int, width: int, bits: int) -> None:
         self.check_bits(bits)
