@@ -1,4 +1,4 @@
-# `make test` is the whole check: it builds .venv from pyproject.toml and runs the suite.
+# `make test` is the whole check: it builds .venv from pyproject.toml, runs the linter (ruff) and the suite.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 weights:

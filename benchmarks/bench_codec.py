@@ -24,11 +24,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import vcfc  # noqa: E402
-from vcfc.packing.layouts import pack, plan_streams  # noqa: E402
-from vcfc.packing.quantizers import quantize  # noqa: E402
-from vcfc.codecs import get_codec  # noqa: E402
-from vcfc.ffmpeg import capabilities, find_ffmpeg  # noqa: E402
+import vcfc
+from vcfc.codecs import get_codec
+from vcfc.ffmpeg import capabilities, find_ffmpeg
+from vcfc.packing.layouts import pack, plan_streams
+from vcfc.packing.quantizers import quantize
 
 PRESETS = {"x265": ("ultrafast", "fast", "medium"), "vvenc": ("faster", "fast", "medium")}
 QPS = (22, 27, 32, 37)

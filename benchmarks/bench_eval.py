@@ -41,8 +41,8 @@ def run_case(model: str, weights: str, layer: str, data: str, batch_size: int, i
     sys.path.insert(0, str(REPO))
     from vcfc.runners.datasets import batches, open_dataset
     from vcfc.runners.evaluate import EvalConfig, evaluate_batch
-    from vcfc.spec import CodingSpec
     from vcfc.runners.models import split
+    from vcfc.spec import CodingSpec
 
     sp = split(model, at=layer, weights=None if weights == "none" else weights)
     path = SHARED / "data" / ("imagenet-sample" if data == "imagenet" else "coco128")

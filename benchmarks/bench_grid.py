@@ -73,9 +73,9 @@ def main() -> int:
 
     import pandas as pd
 
-    from vcfc.runners.budget import Budget, available_cores
-    from vcfc.runners.experiment import experiment_from_dict
-    from vcfc.runners.run import run_experiment
+    from vcfc.runners.config import experiment_from_dict
+    from vcfc.runners.experiment import run_experiment
+    from vcfc.runners.grid.budget import Budget, available_cores
 
     cores = available_cores()
     raw = experiment(args.images, args.device)

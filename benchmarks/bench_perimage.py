@@ -60,16 +60,16 @@ def main() -> int:
     torch_home()
 
     import vcfc
-    from vcfc.runners.allocators import calibrate
-    from vcfc.runners.datasets import open_dataset
-    from vcfc.runners.models import split
-    from vcfc.sensitivity.channel_sweep import ChannelSweep, resolve_device
-    from vcfc.sensitivity.distances import get_distance
-    from vcfc.sensitivity.options import SweepOptions
-    from vcfc.sensitivity.perimage import perimage_qps
-    from vcfc.sensitivity.options import RdoSettings
-    from vcfc.sensitivity.rdo import rdo_qps
     from vcfc.bank import FrameBank
+    from vcfc.runners.datasets import open_dataset
+    from vcfc.runners.image_coding import calibrate
+    from vcfc.runners.models import split
+    from vcfc.sensitivity.channel_sweep import ChannelSweep
+    from vcfc.sensitivity.device import resolve_device
+    from vcfc.sensitivity.distances import get_distance
+    from vcfc.sensitivity.options import RdoSettings, SweepOptions
+    from vcfc.sensitivity.perimage import perimage_qps
+    from vcfc.sensitivity.rdo import rdo_qps
     from vcfc.spec import CodingSpec
 
     dev = resolve_device(args.device)
@@ -149,7 +149,7 @@ def main() -> int:
                 m["parallel_s_per_image"] = (time.perf_counter() - t) / len(feats)
             row["methods"][name] = m
         base = row["methods"]["uniform"]
-        for name, m in row["methods"].items():
+        for m in row["methods"].values():
             m["ratio_to_uniform"] = m["s_per_image"] / base["s_per_image"]
             if "parallel_s_per_image" in m:
                 m["parallel_ratio_to_uniform"] = m["parallel_s_per_image"] / base["parallel_s_per_image"]

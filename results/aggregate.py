@@ -8,8 +8,8 @@ column names, so it works on any subset of them.
 from __future__ import annotations
 
 import math
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,11 +23,12 @@ RATES = ("bpfe", "bpp")
 LINEAR_QUALITIES = ("fidelity", "top1", "top5")
 # qualities a point can have: kl_db = -10·log10(mean output_kl) is computed from the mean KL
 QUALITIES = ("fidelity", "kl_db", "top1", "top5")
-TIMINGS = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "tail_s")
+# seconds per image spent in each stage: the row columns every run writes (vcfc.runners.tasks.summarize)
+STAGES = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s")
 # describe a config; all but "allocation" define which configs are comparable (a "family")
 DESCRIPTORS = ("model", "layer", "codec", "preset", "quant", "bits", "layout", "allocation")
 MEAN_COLUMNS = ("bpfe", "bpp", "bytes", "side_info_bytes", "mean_qp", *LINEAR_QUALITIES, "output_kl", "output_mse",
-                *TIMINGS)
+                *STAGES)
 BD_COLUMNS = ("config", "anchor", "allocation", "model", "layer", "codec", "preset", "quant", "bits", "layout",
               "rate", "quality", "n_images", "points", "bd_rate", "bd_rate_ci_low", "bd_rate_ci_high",
               "bd_quality", "nan_resamples", "n_boot", "reason")
@@ -249,7 +250,7 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
                                           quality_of_mean=kl_db if q == "kl_db" else None, method=method,
                                           min_overlap=min_overlap, n_boot=n_boot if per_image else 0, seed=seed,
                                           ci=ci)
-                    res = _bd_fields(b, per_image, lambda: _min_images(good, config, c, a))
+                    res = _bd_fields(b, per_image, None if per_image else _min_images(good, config, c, a))
                     done[q] = (r, res)
                 rec.update(res)
                 records.append(rec)
@@ -266,12 +267,13 @@ def _shared_images(t_r: pd.DataFrame, t_q: pd.DataFrame, a_r: pd.DataFrame, a_q:
     return sorted(with_q & set(t_r.index) & set(a_r.index))
 
 
-def _bd_fields(b: Any, per_image: bool, n_images: Any) -> dict[str, Any]:
-    """The bd.csv fields of one bootstrap result (points instead of rows: no interval)."""
+def _bd_fields(b: Any, per_image: bool, n_images: int | None) -> dict[str, Any]:
+    """The bd.csv fields of one bootstrap result (points instead of rows: no interval, and
+    ``n_images`` counted from the points)."""
     res = {"n_images": b.n_images, "bd_rate": b.value, "bd_rate_ci_low": b.ci_low, "bd_rate_ci_high": b.ci_high,
            "bd_quality": b.bd_quality, "nan_resamples": b.nan_resamples, "reason": b.reason}
     if not per_image:
-        res["n_images"] = n_images()
+        res["n_images"] = n_images
         if b.reason is None or b.reason.startswith("no resamples"):
             res["reason"] = "points, not per-image rows: no interval"
     return res
@@ -299,7 +301,7 @@ def _min_images(pts: pd.DataFrame, config: str, *cfgs: str) -> int:
 
 def timings(rows: pd.DataFrame, config: str = "config") -> pd.DataFrame:
     """Mean seconds per stage and image for each config (ok rows only)."""
-    cols = [c for c in TIMINGS if c in rows]
+    cols = [c for c in STAGES if c in rows]
     if not cols or config not in rows:
         return pd.DataFrame()
     good = rows[_ok(rows)]

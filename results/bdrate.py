@@ -16,7 +16,12 @@ from dataclasses import dataclass
 import bjontegaard
 import numpy as np
 
-METHODS = ("pchip", "akima", "cubic")
+from vcfc.registry import Registry
+
+# interpolations of a curve: pchip matches the JVET CTC sheet (the default everywhere)
+METHODS: Registry[str] = Registry("interpolation method", [
+    ("pchip", "piecewise cubic Hermite, monotone"), ("akima", "Akima spline"), ("cubic", "cubic fit (4+ points)")],
+    error=ValueError)
 DEFAULT_MIN_OVERLAP = 0.2
 
 
@@ -61,8 +66,7 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def _bd(kind: str, anchor_rates: Sequence[float], anchor_quality: Sequence[float],
         test_rates: Sequence[float], test_quality: Sequence[float], method: str, min_overlap: float) -> BDResult:
-    if method not in METHODS:
-        raise ValueError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    METHODS.get(method)
     ar, aq = clean_curve(anchor_rates, anchor_quality)
     tr, tq = clean_curve(test_rates, test_quality)
     need = 4 if method == "cubic" else 2  # a cubic fit needs 4 points; pchip/akima 2

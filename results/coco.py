@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from vcfc.errors import InputError
+from vcfc.registry import Registry
 
-IOU_TYPES = ("bbox", "segm", "keypoints")
+IOU_TYPES: Registry[str] = Registry("iou_type", [
+    ("bbox", "boxes"), ("segm", "instance masks"), ("keypoints", "person keypoints (OKS)")])
 STAT_NAMES = {
     "bbox": ("AP", "AP50", "AP75", "APs", "APm", "APl",
              "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"),
@@ -34,8 +36,7 @@ def _quiet():
 
 
 def _check_iou_type(iou_type: str) -> None:
-    if iou_type not in IOU_TYPES:
-        raise InputError(f"unknown iou_type {iou_type!r} (choose from {', '.join(IOU_TYPES)})")
+    IOU_TYPES.get(iou_type)
 
 
 def _load_results(coco_gt: Any, detections: Sequence[dict[str, Any]], iou_type: str) -> Any:

@@ -17,10 +17,10 @@ import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")  # before pyplot: headless workers and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 LABELS = {"bpfe": "bits per feature element (bpfe)", "bpp": "bits per input pixel (bpp)",
           "fidelity": "fidelity (top-1 agreement)", "kl_db": "output KL (dB, higher = closer)",

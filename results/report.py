@@ -393,7 +393,7 @@ def _timings_section(doc: _Doc, rows: pd.DataFrame, labels: Mapping[str, str]) -
     view = pd.DataFrame({"configuration": [labels.get(str(c), str(c)) for c in t["config"]],
                          "network (head + tail)": col("head_s", "tail_s"),
                          "quantise + pack": col("quant_s", "pack_s"), "encode": col("encode_s"),
-                         "decode": col("decode_s"), "total": t["total_s"]})
+                         "decode": col("decode_s"), "allocate": col("alloc_s"), "total": t["total_s"]})
     doc.table(view.round(4), "timings.csv", full=t)
 
 

@@ -21,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vcfc.errors import InputError
 
-from .kinds import KINDS
+from .kinds import KINDS, dataset_class
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 _WNID = re.compile(r"n\d{8}")
@@ -303,9 +303,6 @@ class VocDataset(Dataset):
         return Sample(s.path.stem, s.image, s.target, s.path)  # id = VOC name, e.g. 2007_000033
 
 
-_CLASSES = {"folder": FolderDataset, "imagenet": ImageNetDataset, "coco": CocoDataset,
-            "voc": VocDataset}
-
 
 def detect_kind(path: Path) -> str:
     """Guess the layout: json/annotations -> coco, VOC dirs -> voc, classes.tsv or wnid
@@ -332,15 +329,17 @@ def open_dataset(path: str | Path, kind: str = "auto", transform: Transform | No
     samples in sorted order. Extra ``options`` go to the dataset class (``target_transform``;
     imagenet: ``classes``; coco: ``ann_file``, ``image_dir``; voc: ``split``)."""
     path = Path(path)
-    if kind not in KINDS:
-        raise InputError(f"{path}: unknown dataset kind {kind!r} (choose from {', '.join(KINDS)})")
+    try:
+        KINDS.get(kind)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if not path.exists():
         raise InputError(f"{path}: dataset path does not exist")
     if kind == "auto":
         kind = detect_kind(path)
     elif path.is_file() and kind != "coco":
         raise InputError(f"{path}: a {kind} dataset must be a folder")
-    return _CLASSES[kind](path, transform=transform, limit=limit, **options)
+    return dataset_class(kind)(path, transform=transform, limit=limit, **options)
 
 
 @dataclass(frozen=True)

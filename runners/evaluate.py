@@ -18,26 +18,29 @@ import torch
 
 import vcfc
 from vcfc.ffmpeg import children_stopped_on_interrupt
+from vcfc.sensitivity.allocation import ALLOCATORS
 from vcfc.spec import CodingSpec
 
-from .allocators import ImageContext, code_image
-from .budget import Budget
+from .config import AllocationSpec
 from .datasets import Batch
-from .models import FeatureDict, Split
+from .grid.budget import Budget
+from .image_coding import ImageContext, code_image
+from .splits import FeatureDict, Split
 from .tasks import get_task, summarize
 
-__all__ = ["EvalConfig", "evaluate_batch", "rate_stats", "summarize"]
+__all__ = ["EvalConfig", "eval_config", "evaluate_batch", "rate_stats", "summarize"]
 
 @dataclass(frozen=True)
 class EvalConfig:
     """One evaluated configuration: how features are coded (None = the uncompressed reference)
-    and how their QPs are chosen (uniform `qp`, fixed `channel_qps`, or a per-image allocator)."""
+    and how their QPs are chosen (uniform `qp`, fixed `channel_qps`, or a per-image allocator).
+    Build it with `eval_config` (what `vcfc eval` and experiment grids both do)."""
 
     spec: CodingSpec | None = None
     qp: int | None = None
-    allocation: str = "uniform"  # a label for fixed channel_qps; per-image methods compute them
+    allocation: str = "uniform"  # an ALLOCATORS name; fixed QPs come with "file" or a profile method
     channel_qps: tuple[int, ...] | None = field(default=None, compare=False, hash=False)
-    options: tuple[tuple[str, Any], ...] = ()  # per-image allocator settings, e.g. (("qp_range", 5),)
+    options: tuple[tuple[str, Any], ...] = ()  # what the allocator reads, e.g. (("qp_range", 5),)
 
     def label(self) -> str:
         return "none" if self.spec is None else f"{self.spec.label()}/{self.allocation}"
@@ -48,6 +51,31 @@ class EvalConfig:
                 "quant": None if s is None else s.quant, "bits": None if s is None else s.bits,
                 "layout": None if s is None else s.layout, "allocation": self.allocation,
                 "qp": -1 if self.qp is None else int(self.qp)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (a grid task carries its configurations this way)."""
+        return {"spec": None if self.spec is None else self.spec.to_dict(), "allocation": self.allocation,
+                "qp": self.qp, "channel_qps": None if self.channel_qps is None else list(self.channel_qps),
+                "options": [list(kv) for kv in self.options]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EvalConfig:
+        qps = d.get("channel_qps")
+        return cls(spec=None if d["spec"] is None else CodingSpec(**d["spec"]).checked(), qp=d["qp"],
+                   allocation=d["allocation"], channel_qps=tuple(qps) if qps else None,
+                   options=tuple((k, v) for k, v in d.get("options", [])))
+
+
+def eval_config(spec: CodingSpec | None, allocation: str, qp: int | None, settings: AllocationSpec, *,
+                channel_qps: Sequence[int] | None = None, lam: float | None = None) -> EvalConfig:
+    """The configuration of one (spec, allocation, base QP): the allocation's own options taken
+    from ``settings`` (an experiment's [allocation] table; `vcfc eval` builds one from its flags)
+    and the run's calibrated ``lam``; ``channel_qps``: fixed QPs (a file, a profile allocation)."""
+    alloc = ALLOCATORS.get(allocation)
+    offered = {"qp_range": settings.qp_range, **settings.rdo_options(), "lam": lam}
+    return EvalConfig(spec=spec, qp=qp, allocation=allocation,
+                      channel_qps=None if channel_qps is None else tuple(int(q) for q in channel_qps),
+                      options=alloc.pick_options(offered))
 
 
 def _per_image(features: Any, i: int) -> Any:

@@ -1,272 +1,294 @@
-"""Experiment files (TOML): what to run, with a sane default for every field.
+"""Run an experiment: check it, prepare profiles and allocations, then the resumable grid.
 
-    name = "squeezenet-fire3"
-
-    [[datasets]]                       # one or more
-    path = "data/kodak"                # relative paths are relative to the experiment file
-    kind = "auto"                      # auto | folder | imagenet | coco | voc
-    limit = 24                         # optional: first N images
-
-    [[models]]                         # one or more
-    name = "squeezenet1_1"
-    weights = "DEFAULT"                # torchvision name, checkpoint path, or "none"
-    layers = ["fire3"]
-
-    [coding]
-    codecs = ["x265"]                  # any registered codec: x265 | vvenc | av1 | jpeg | lossless
-    presets = { x265 = "fast" }        # optional, per codec (default: the codec's)
-    quant = "minmax"                   # minmax | minmax-channel | log | zscore, or a list to compare
-    bits = 8
-    layouts = ["frames"]
-    reorder = "none"                   # none | similarity
-    qps = [27, 32, 37, 42]
-
-    [allocation]
-    methods = ["uniform", "perimage", "rdo"]   # uniform | linear | lagrangian | perimage | rdo
-    qp_range = 5                       # linear rules: QP_i = QP - round(qp_range * S~_i)
-    profile_images = 6                 # images used to measure sensitivity / calibrate λ (held out)
-    profile_qp = 32                    # QP_base of the codec noise in the dataset-level sweep
-    distance = "penultimate"           # penultimate | output | kl | top1
-    # profile_data = "other/folder"    # measure on another dataset instead (then nothing is held out)
-
-    [run]
-    executor = "local"                 # local | dask
-    workers = 2                        # worker processes (default: one per core)
-    # threads_per_worker = 1           # default: cores ÷ workers
-    batch_size = 4                     # images per task (one head/tail pass)
-    device = "cpu"                     # auto | cpu | cuda
+One grid task = one batch of images of one (dataset, model, layer) × every coding configuration:
+the head runs once per image and its features are reused for every codec / allocation / QP;
+the tail batches the images. Tasks run in worker processes (local pool or Dask) and each
+finished task's rows are stored atomically, so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
-import sys
-from dataclasses import asdict, dataclass, field
+import functools
+import logging
+import multiprocessing
+import warnings
 from pathlib import Path
 from typing import Any
 
-from vcfc.packing.layouts import LAYOUTS
-from vcfc.packing.quantizers import QUANTIZERS
-from vcfc.packing.reorder import REORDERS
-from vcfc.sensitivity.allocation import ALLOCATORS
-from vcfc.sensitivity.distances import DISTANCES
-from vcfc.sensitivity.options import RdoSettings
-from vcfc.codecs import CODECS
+import numpy as np
+
+from vcfc.api import decode_frames, encode
 from vcfc.errors import InputError
+from vcfc.sensitivity.allocation import ALLOCATORS, allocate_from_profile
+from vcfc.sensitivity.device import resolve_device
+from vcfc.sensitivity.measure_profile import measure
+from vcfc.sensitivity.profile import Profile, read_profile, write_profile
 from vcfc.spec import CodingSpec
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-EXECUTORS = ("local", "dask", "serial")
-
-
-@dataclass
-class DatasetSpec:
-    path: str
-    kind: str = "auto"
-    limit: int | None = None
+from .config import Experiment
+from .datasets import collate, load_samples, open_dataset
+from .evaluate import EvalConfig, eval_config, evaluate_batch
+from .grid.budget import Budget, default_workers
+from .grid.run_grid import GridResult, run_grid
+from .grid.worker import worker_cache
+from .image_coding import calibrate
+from .models import Split, meta_split, split
+from .rundir import RunDir, write_manifest
+from .tasks import get_task
 
 
-@dataclass
-class ModelSpec:
-    name: str
-    weights: str = "DEFAULT"
-    layers: list[str] = field(default_factory=lambda: ["pool1"])
+def run_experiment(exp: Experiment, run_dir: str | Path, *, executor: str | None = None, workers: int | None = None,
+                   scheduler: Any = None, retry_errors: bool = False, progress: bool = True,
+                   new: bool = False) -> GridResult:
+    """Check the experiment, prepare profiles/allocations (cached in run_dir), run every unfinished task.
+
+    new: delete what an earlier run left in run_dir first (else a different experiment there is an error).
+    """
+    preflight(exp)
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    if new:
+        run.clear()
+    write_manifest(run.path, exp.to_dict())
+    allocations = prepare_allocations(exp, run, progress=progress)
+    tasks = build_tasks(exp, allocations, run.read_json(run.lambdas_path))
+    store = run.rows()
+    n_workers = workers or exp.run.workers or default_workers()
+    budget = Budget.share(n_workers, per_worker=exp.run.threads_per_worker)
+    result = run_grid(tasks, run_task, store, executor=executor or exp.run.executor,
+                      workers=n_workers, scheduler=scheduler or exp.run.scheduler,
+                      progress=progress, setup=functools.partial(worker_setup, budget), retry_errors=retry_errors,
+                      **_fork_from_a_warm_server())
+    if not result.interrupted:
+        store.compact()
+    return result
 
 
-@dataclass
-class CodingGrid:
-    """[coding]: the codecs × layouts × QPs to run; each (codec, layout) is one CodingSpec."""
-
-    codecs: list[str] = field(default_factory=lambda: ["x265"])
-    presets: dict[str, str] = field(default_factory=dict)
-    quant: str | list[str] = "minmax"  # one quantizer, or several to compare
-    bits: int = 8
-    layouts: list[str] = field(default_factory=lambda: ["frames"])
-    reorder: str = "none"
-    qps: list[int] = field(default_factory=lambda: [27, 32, 37, 42])
-
-    @property
-    def quants(self) -> list[str]:
-        return [self.quant] if isinstance(self.quant, str) else list(self.quant)
-
-    def specs(self) -> list[CodingSpec]:
-        """One CodingSpec per codec × layout × quantizer."""
-        return [CodingSpec(codec=c, quant=q, bits=self.bits, layout=lay, preset=self.presets.get(c), reorder=self.reorder)
-                for c in self.codecs for lay in self.layouts for q in self.quants]
-
-
-@dataclass
-class AllocationSpec:
-    methods: list[str] = field(default_factory=lambda: ["uniform"])
-    qp_range: int = 8
-    profile_images: int = 6
-    profile_qp: int = 32
-    profile_data: str | None = None
-    distance: str = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
-    # rdo / rdo-uniform (sensitivity.options.RdoSettings); λ per QP is calibrated on the profile images
-    rdo_span: int = 6
-    rdo_step: int = 3
-    rdo_groups: int = 8
-    rdo_rounds: int = 8
-    rdo_distortion: str = "kl"
-
-    def rdo_options(self) -> dict[str, Any]:
-        return {"span": self.rdo_span, "step": self.rdo_step, "groups": self.rdo_groups,
-                "rounds": self.rdo_rounds, "distortion": self.rdo_distortion}
-
-
-@dataclass
-class RunSpec:
-    executor: str = "local"
-    workers: int | None = None            # default: one per core
-    threads_per_worker: int | None = None  # default: cores ÷ workers (torch, parallel images, encoders)
-    batch_size: int = 4
-    device: str = "cpu"
-    scheduler: str | None = None
-
-
-@dataclass
-class Experiment:
-    name: str
-    datasets: list[DatasetSpec]
-    models: list[ModelSpec]
-    coding: CodingGrid = field(default_factory=CodingGrid)
-    allocation: AllocationSpec = field(default_factory=AllocationSpec)
-    run: RunSpec = field(default_factory=RunSpec)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def load_experiment(path: str | Path) -> Experiment:
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such experiment file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: not valid TOML ({exc})") from None
-    return experiment_from_dict(raw, base=path.parent, default_name=path.stem)
-
-
-def experiment_from_dict(raw: dict[str, Any], base: Path = Path("."), default_name: str = "experiment") -> Experiment:
-    known = {"name", "datasets", "dataset", "models", "model", "coding", "allocation", "run"}
-    _no_unknown(raw, known, "experiment")
-    datasets = _list_of_tables(raw, "datasets", "dataset")
-    models = _list_of_tables(raw, "models", "model")
-    if not datasets:
-        raise InputError("experiment: at least one [[datasets]] entry with a path is needed")
-    if not models:
-        raise InputError("experiment: at least one [[models]] entry with a name is needed")
-    exp = Experiment(
-        name=str(raw.get("name", default_name)),
-        datasets=[_dataset(d, base) for d in datasets],
-        models=[_model(m) for m in models],
-        coding=_build(CodingGrid, raw.get("coding", {}), "coding"),
-        allocation=_build(AllocationSpec, raw.get("allocation", {}), "allocation"),
-        run=_build(RunSpec, raw.get("run", {}), "run"),
-    )
-    if exp.allocation.profile_data:
-        exp.allocation.profile_data = str(_resolve(exp.allocation.profile_data, base))
-    _validate(exp)
-    return exp
-
-
-def _list_of_tables(raw: dict[str, Any], plural: str, singular: str) -> list[dict[str, Any]]:
-    value = raw.get(plural, raw.get(singular, []))
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise InputError(f"experiment: '{plural}' must be a list of tables ([[{plural}]])")
-    return value
-
-
-def _dataset(d: dict[str, Any], base: Path) -> DatasetSpec:
-    spec = _build(DatasetSpec, d, "datasets")
-    spec.path = str(_resolve(spec.path, base))
-    return spec
-
-
-def _model(m: dict[str, Any]) -> ModelSpec:
-    m = dict(m)
-    if "layer" in m:
-        m["layers"] = [m.pop("layer")]
-    spec = _build(ModelSpec, m, "models")
-    if isinstance(spec.layers, str):
-        spec.layers = [spec.layers]
-    return spec
-
-
-def _resolve(p: str, base: Path) -> Path:
-    path = Path(p).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
-
-
-def _build(cls: type, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise InputError(f"experiment: [{where}] must be a table")
-    names = {f for f in cls.__dataclass_fields__}
-    _no_unknown(values, names, where)
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise InputError(f"experiment: [{where}] {exc}") from None
-
-
-def _no_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(f"experiment: unknown field(s) {', '.join(unknown)} in [{where}] (known: {', '.join(sorted(known))})")
-
-
-def _validate(exp: Experiment) -> None:
-    """Every choice against its registry and every QP against its codec's range, so a bad value
-    stops the run before any task starts, with its name in the message."""
-    c, a, r = exp.coding, exp.allocation, exp.run
-    _choices("codec", c.codecs, CODECS)
-    _choices("layout", c.layouts, LAYOUTS)
-    if not c.quants or not all(isinstance(q, str) for q in c.quants):
-        raise InputError("experiment: [coding] quant must be a quantizer name or a list of them")
-    _choices("quantizer", c.quants, QUANTIZERS)
-    _choices("reorder", [c.reorder], REORDERS)
-    _choices("allocation", a.methods, ALLOCATORS)
-    _choices("distance", [a.distance], DISTANCES)
-    _choices("executor", [r.executor], EXECUTORS)
-    unknown = sorted(set(c.presets) - set(c.codecs))
-    if unknown:
-        raise InputError(f"experiment: presets given for codec(s) not in codecs: {', '.join(unknown)}")
-    if not c.qps or not all(isinstance(q, int) and not isinstance(q, bool) for q in c.qps):
-        raise InputError("experiment: [coding] qps must be a non-empty list of integers")
-    for spec in c.specs():
-        try:
-            spec.checked()
-            for q in [*c.qps, a.profile_qp]:
-                spec.check_qp(q, "QP")
-        except InputError as exc:
-            raise InputError(f"experiment: {exc}") from None
-    if "uniform" not in a.methods:
-        a.methods.insert(0, "uniform")  # the anchor every BD-rate is measured against
-    if a.profile_images < 1 or a.qp_range < 0:
-        raise InputError("experiment: profile_images must be ≥ 1 and qp_range ≥ 0")
-    try:
-        RdoSettings(lam=0.0, **a.rdo_options()).checked()
-    except InputError as exc:
-        raise InputError(f"experiment: [allocation] {exc}") from None
-    if r.batch_size < 1:
-        raise InputError("experiment: batch_size must be ≥ 1")
-    if r.workers is not None and r.workers < 1:
-        raise InputError("experiment: workers must be ≥ 1")
+def preflight(exp: Experiment) -> None:
+    """What can be checked before any work: datasets open and hold images, models and layers exist
+    (checked on the meta device: no weights, no compute). Raises InputError naming the culprit."""
     for d in exp.datasets:
-        if d.limit is not None and d.limit < 1:
-            raise InputError("experiment: dataset limit must be ≥ 1")
+        n = len(open_dataset(d.path, kind=d.kind, limit=d.limit))
+        if n == 0:
+            raise InputError(f"dataset {d.path}: no images found")
+    allocating = any(ALLOCATORS.get(a).source != "none" for a in exp.allocation.methods)
+    for m in exp.models:
+        for layer in m.layers:
+            task = get_task(meta_split(m.name, layer).task)
+            if allocating and not task.channel_sensitivity:
+                raise InputError(f"{m.name}: allocations other than uniform are implemented for "
+                                 f"classifiers in experiments (this model's task is {task.name})")
 
 
-def _choices(kind: str, values: list[Any], registry: Any) -> None:
-    for v in values:
-        if v not in registry:
-            raise InputError(f"experiment: unknown {kind} {v!r} (choose from {', '.join(registry)})")
+def _fork_from_a_warm_server() -> dict[str, Any]:
+    """Workers fork from a server process that has imported torch and vcfc once (measured: ~4 s
+    of import per spawned worker on the 2-core dev machine, most of a worker's start-up), where
+    the platform has a forkserver; nothing has run torch in that server, so forking is safe."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return {}
+    return {"mp_context": "forkserver", "preload": [__name__]}
+
+
+_BUDGET = Budget(1)  # this worker process's share of the machine (set by worker_setup)
+
+
+def worker_setup(budget: Budget | None = None) -> None:
+    """Once per worker process: its thread budget (torch threads, parallel images, encoder threads)."""
+    global _BUDGET
+    _BUDGET = budget or Budget(1)
+    _BUDGET.apply()
+    # The parent already said it once; N workers repeating it (with source lines) is noise.
+    warnings.filterwarnings("ignore", message=".*random weights.*")
+    logging.getLogger("vcfc.runners").addHandler(logging.NullHandler())
+    logging.getLogger("vcfc.runners").propagate = False
+
+
+def cached_split(model: str, weights: str, layer: str, device: str) -> Split:
+    """The split, built once per worker process and reused by every task that lands there."""
+    key = ("split", model, weights, layer, device)
+    return worker_cache().get_or_compute(key, lambda: split(model, at=layer, weights=None if weights == "none" else weights,
+                                                            device=resolve_device(device)))
+
+
+def _dataset(path: str, kind: str, transform: Any, key: Any):
+    return worker_cache().get_or_compute(("dataset", path, kind, key), lambda: open_dataset(path, kind=kind, transform=transform))
+
+
+def _eval_range(exp: Experiment, d_index: int, n_images: int) -> range:
+    """Images evaluated: the calibration images of the first dataset are held out of the evaluation."""
+    start = 0
+    needs_calibration = any(ALLOCATORS.get(m).source != "none" for m in exp.allocation.methods)
+    if needs_calibration and d_index == 0 and not exp.allocation.profile_data:
+        start = exp.allocation.profile_images
+        if start >= n_images:
+            raise InputError(f"dataset {exp.datasets[0].path}: {n_images} images, all used for calibration "
+                             f"(profile_images = {start}); lower profile_images or add images")
+    return range(start, n_images)
+
+
+def alloc_key(model: str, layer: str, spec: CodingSpec, method: str, qp: int) -> str:
+    """Key of one allocation in allocations.json / lambdas.json, e.g.
+    squeezenet1_1/fire3/x265/fast/minmax/8b/frames/linear/32 (the config id + base QP)."""
+    return f"{model}/{layer}/{spec.label()}/{method}/{qp}"
+
+
+def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> dict[str, list[int]]:
+    """Per-channel QPs of the profile-based methods for every (model, layer, codec, layout, qp),
+    measured once per run and cached in the run folder; rdo's λ per QP likewise (lambdas.json)."""
+    cached = run.read_json(run.allocations_path)
+    if cached is not None:
+        return cached
+    _calibrate_lambdas(exp, run)
+    out: dict[str, list[int]] = {}
+    profile_methods = [m for m in exp.allocation.methods if ALLOCATORS.get(m).source == "profile"]
+    if profile_methods:
+        for m in exp.models:
+            for layer in m.layers:
+                for spec in exp.coding.specs():
+                    profile = _profile(exp, m.name, m.weights, layer, spec, run, progress)
+                    for method in profile_methods:
+                        for qp in exp.coding.qps:
+                            qps, _ = allocate_from_profile(method, profile, qp, exp.allocation.qp_range, spec.qp_limits)
+                            out[alloc_key(m.name, layer, spec, method, qp)] = [int(v) for v in qps]
+    _save_sample(exp, run)
+    run.write_json(run.allocations_path, out)
+    return out
+
+
+def _calibrate_lambdas(exp: Experiment, run: RunDir) -> None:
+    """λ of the closed-loop search at every (model, layer, codec, layout, qp): minus the slope of the
+    uniform KL–rate curve there, on the calibration (profile) images, never on evaluated ones."""
+    methods = [m for m in exp.allocation.methods if ALLOCATORS.get(m).needs_lambda]
+    if not methods or run.read_json(run.lambdas_path) is not None:
+        return
+    out: dict[str, float] = {}
+    settings = exp.allocation.rdo_settings()
+    for m in exp.models:
+        for layer in m.layers:
+            sp = cached_split(m.name, m.weights, layer, exp.run.device)
+            features = list(calibration_features(exp, sp)[0])
+            for spec in exp.coding.specs():
+                for qp, lam in calibrate(sp, features, spec, exp.coding.qps, settings).items():
+                    for method in methods:
+                        out[alloc_key(m.name, layer, spec, method, qp)] = lam
+    run.write_json(run.lambdas_path, out)
+
+
+def _rd_grid(exp: Experiment, spec: CodingSpec) -> list[int]:
+    lo_lim, hi_lim = spec.qp_limits
+    r = exp.allocation.qp_range
+    lo, hi = max(lo_lim, min(exp.coding.qps) - r), min(hi_lim, max(exp.coding.qps) + r)
+    return sorted(set(range(lo, hi + 1, 2)) | set(exp.coding.qps))
+
+
+def calibration_features(exp: Experiment, sp: Split) -> tuple[Any, int, str]:
+    """Per-image features of the calibration images (a generator), their count and their dataset."""
+    data = exp.allocation.profile_data or exp.datasets[0].path
+    kind = "auto" if exp.allocation.profile_data else exp.datasets[0].kind
+    ds = open_dataset(data, kind=kind, transform=sp.transforms, limit=exp.allocation.profile_images)
+    return (sp.head(sample.image[None])[0] for sample in ds), len(ds), str(data)
+
+
+def _profile(exp: Experiment, model: str, weights: str, layer: str, spec: CodingSpec, run: RunDir,
+             progress: bool) -> Profile:
+    prefix = run.profile_prefix(model, layer, spec.label())
+    if prefix.with_suffix(".parquet").exists():
+        return read_profile(prefix.with_suffix(".parquet"))
+    sp = cached_split(model, weights, layer, exp.run.device)
+    features, n, data = calibration_features(exp, sp)
+    # The fx modules (not the no_grad wrappers) let the sweep use its channels-last fast path.
+    profile = measure(
+        features, tail=sp.tail_module, penultimate=sp.penultimate_module(), qp_base=exp.allocation.profile_qp,
+        spec=spec, distance=exp.allocation.distance, device=resolve_device(exp.run.device),
+        rd_qps=_rd_grid(exp, spec), progress=progress,
+        meta={"model": model, "weights": weights, "layer": layer, "dataset": data, "images": n},
+    )
+    write_profile(profile, prefix)
+    return profile
+
+
+def _save_sample(exp: Experiment, run: RunDir) -> None:
+    """The pictures the first evaluated image's features were really coded as, at the middle QP
+    (uniform), for the report: what the codec saw, named by image, codec, layout and QP."""
+    try:
+        m, spec = exp.models[0], exp.coding.specs()[0]
+        qp = sorted(exp.coding.qps)[len(exp.coding.qps) // 2]
+        sp = cached_split(m.name, m.weights, m.layers[0], exp.run.device)
+        d = exp.datasets[0]
+        ds = open_dataset(d.path, kind=d.kind, transform=sp.transforms, limit=d.limit)
+        index = _eval_range(exp, 0, len(ds)).start
+        sample = ds[index]
+        feats = sp.head(sample.image[None])
+        one = {k: v[0].cpu() for k, v in feats.items()} if isinstance(feats, dict) else feats[0].cpu()
+        frames = decode_frames(encode(one, qp=qp, spec=spec))
+        np.savez_compressed(run.sample_path, frames=frames[0], bits=spec.bits, qp=qp, image=sample.image_id,
+                            label=spec.label(), layout=spec.layout, model=m.name, layer=m.layers[0])
+    except Exception as exc:  # noqa: BLE001 - a missing picture must not stop the run
+        warnings.warn(f"no sample frame for the report: {exc}", stacklevel=2)
+
+
+def build_tasks(exp: Experiment, allocations: dict[str, list[int]], lambdas: dict[str, float] | None = None
+                ) -> list[dict[str, Any]]:
+    tasks = []
+    for d_index, d in enumerate(exp.datasets):
+        n = len(open_dataset(d.path, kind=d.kind, limit=d.limit))
+        images = _eval_range(exp, d_index, n)
+        for m in exp.models:
+            for layer in m.layers:
+                configs = _configs(exp, m.name, layer, allocations, lambdas or {})
+                for start in range(images.start, images.stop, exp.run.batch_size):
+                    stop = min(start + exp.run.batch_size, images.stop)
+                    tasks.append({
+                        "dataset": d.path, "kind": d.kind, "model": m.name, "weights": m.weights, "layer": layer,
+                        "device": exp.run.device, "start": start, "stop": stop, "configs": configs,
+                    })
+    return tasks
+
+
+def _configs(exp: Experiment, model: str, layer: str, allocations: dict[str, list[int]],
+             lambdas: dict[str, float]) -> list[dict[str, Any]]:
+    out = []
+    for spec in exp.coding.specs():
+        for method in exp.allocation.methods:
+            for qp in exp.coding.qps:
+                key = alloc_key(model, layer, spec, method, qp)
+                cfg = eval_config(spec, method, qp, exp.allocation, channel_qps=allocations.get(key),
+                                  lam=lambdas.get(key))
+                out.append(cfg.to_dict())
+    return out
+
+
+def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Evaluate one batch of images under every configuration (runs in a worker process)."""
+    sp = cached_split(task["model"], task["weights"], task["layer"], task["device"])
+    ds = _dataset(task["dataset"], task["kind"], sp.transforms, (task["model"], task["weights"], task["layer"]))
+    configs = [EvalConfig.from_dict(cfg) for cfg in task["configs"]]
+    base = {"dataset": Path(task["dataset"]).name, "model": task["model"], "weights": task["weights"], "layer": task["layer"]}
+    samples, bad = load_samples(ds, range(task["start"], task["stop"]))
+    # an unreadable image is an error row and the batch goes on
+    rows: list[dict[str, Any]] = [{**base, "image_id": image_id, "config": "", "qp": None, "status": "error", "error": err}
+                                  for image_id, err in bad]
+    size = get_task(sp.task).batch_size(len(samples))
+    for start in range(0, len(samples), max(1, size)):
+        batch = collate(samples[start : start + size])
+        for row in evaluate_batch(sp, batch, configs, threads=None, budget=_BUDGET):
+            row.update(base)
+            row["config"] = f"{task['model']}/{task['layer']}/{row['config']}"
+            rows.append(row)
+    return rows
+
+
+def qp_maps(allocations: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+    """For the report: each profile method's per-channel QPs at its middle base QP."""
+    keys: dict[str, list[tuple[int, str]]] = {}
+    for key in allocations:
+        prefix, qp = key.rsplit("/", 1)
+        keys.setdefault(prefix, []).append((int(qp), key))
+    out = {}
+    for prefix, items in sorted(keys.items()):
+        items.sort()
+        qp, key = items[len(items) // 2]
+        out[prefix] = {"qps": allocations[key], "base_qp": qp, "method": prefix.rsplit("/", 1)[1],
+                       "note": "dataset-level profile: the same QPs for every image"}
+    return out
+

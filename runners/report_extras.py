@@ -13,8 +13,8 @@ from vcfc.sensitivity.allocation import ALLOCATORS
 from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.profile import read_profile
 
-from .run import qp_maps
-from .store import RunDir
+from .experiment import qp_maps
+from .rundir import RunDir
 
 
 def report_extras(run: RunDir, manifest: dict[str, Any], rows: pd.DataFrame) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""What a network's output is for: one object per task owns batching, default transforms,
-per-image scoring and the dataset-level summary, so nothing else branches on task names.
+"""What a network's output is for: one object per task owns how its models are cut (its
+`Split` class), batching, default transforms, per-image scoring and the dataset-level summary,
+so nothing else branches on task names.
 
-Registry: TASKS (name → Task). A new task = one subclass here and one entry in TASKS.
+Registry: TASKS (name → Task). A new task = one subclass here (with its Split class in
+vcfc.runners.splits if the network must be cut differently) and one entry in TASKS.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.segmentation.deeplabv3 import DeepLabV3
 from torchvision.models.segmentation.fcn import FCN
 
-from vcfc.results.coco import coco_ap, fidelity_ap, to_coco_results
-from vcfc.results.metrics import ConfusionMatrix, output_kl, output_mse
 from vcfc.errors import InputError
+from vcfc.registry import Registry
+from vcfc.results.aggregate import STAGES
+from vcfc.results.coco import coco_ap, fidelity_ap, to_coco_results
+from vcfc.results.metrics import ConfusionMatrix, output_kl, output_mse, pixel_fidelity, top1_fidelity, topk_accuracy
 
-STAGES = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s")
+from .splits import ClassifierSplit, RCNNSplit, SegmentationSplit, Split
 
 
 class Task:
@@ -34,6 +38,12 @@ class Task:
     batchable = True             # several images per forward pass (same size after transforms)
     channel_sensitivity = False  # per-channel sensitivity sweeps and per-image allocation apply
     model_types: tuple[type, ...] = ()
+    split_class: type[Split] = ClassifierSplit
+
+    def make_split(self, model: nn.Module, name: str, at: str, module_path: str, transforms: Callable,
+                   device: torch.device, send_p6: bool = True) -> Split:
+        """The model cut at ``module_path`` (``at``: what the user asked for)."""
+        return self.split_class(model, name, at, module_path, transforms, device, task=self.name)
 
     def default_transforms(self) -> Callable:
         """Preprocessing when the weights carry none (random init, checkpoint)."""
@@ -64,18 +74,17 @@ class Classification(Task):
 
     def score(self, ref, out, targets, image_ids):
         n = len(image_ids)
-        ref_top1 = ref.argmax(1)
-        test_top5 = out.topk(min(5, out.shape[1]), dim=1).indices
+        k5 = min(5, out.shape[1])
         mse, kl = output_mse(ref, out), output_kl(ref, out)
         labels = _labels(targets, n)
         rows = []
         for i in range(n):
-            row = {"fidelity": float(test_top5[i, 0] == ref_top1[i]), "ref_top1_class": int(ref_top1[i]),
-                   "top1_class": int(test_top5[i, 0]), "output_mse": float(mse[i]), "output_kl": float(kl[i]),
+            row = {"fidelity": top1_fidelity(ref[i], out[i]), "ref_top1_class": int(ref[i].argmax()),
+                   "top1_class": int(out[i].argmax()), "output_mse": float(mse[i]), "output_kl": float(kl[i]),
                    "top1": np.nan, "top5": np.nan, "label": -1}
             if labels is not None:
-                row.update(label=int(labels[i]), top1=float(test_top5[i, 0] == labels[i]),
-                           top5=float(bool((test_top5[i] == labels[i]).any())))
+                acc = topk_accuracy(out[i], labels[i : i + 1], (1, k5))
+                row.update(label=int(labels[i]), top1=acc["top1"], top5=acc[f"top{k5}"])
             rows.append(row)
         return rows
 
@@ -92,6 +101,7 @@ class Segmentation(Task):
     name = "segmentation"
     description = "pixel fidelity (share of pixels whose class agrees), mIoU with labels"
     model_types = (FCN, DeepLabV3)
+    split_class = SegmentationSplit
 
     def default_transforms(self) -> Callable:
         return torchvision.models.segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.transforms()
@@ -100,7 +110,7 @@ class Segmentation(Task):
         rows = []
         for i in range(len(image_ids)):
             rc, tc = ref[i].argmax(0), out[i].argmax(0)
-            row = {"fidelity": float((rc == tc).float().mean()),
+            row = {"fidelity": pixel_fidelity(rc, tc),
                    "output_mse": float(output_mse(ref[i : i + 1], out[i : i + 1])[0]), "confusion": ""}
             label = None if targets is None else targets[i]
             if isinstance(label, torch.Tensor) and label.shape == tc.shape:
@@ -127,6 +137,12 @@ class Detection(Task):
     batchable = False  # images keep their own sizes
     model_types = (FasterRCNN, GeneralizedRCNN)
     extra_iou_types: tuple[tuple[str, str], ...] = ()  # (COCO iou type, detection key)
+    split_class = RCNNSplit
+
+    def make_split(self, model, name, at, module_path, transforms, device, send_p6=True):
+        if module_path not in ("backbone", "fpn"):
+            raise InputError(f"{name}: R-CNN models split after the FPN only: use at='fpn'")
+        return RCNNSplit(model, name, at, "backbone", transforms, device, task=self.name, send_p6=send_p6)
 
     def default_transforms(self) -> Callable:
         return torchvision.models.detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1.transforms()
@@ -172,13 +188,12 @@ class Keypoints(Detection):
 
 
 # Order matters for task_of_model: the most specific model types first.
-TASKS: dict[str, Task] = {t.name: t for t in (Instance(), Keypoints(), Detection(), Segmentation(), Classification())}
+TASKS: Registry[Task] = Registry("task", [(t.name, t) for t in (
+    Instance(), Keypoints(), Detection(), Segmentation(), Classification())])
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise InputError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
-    return TASKS[name]
+    return TASKS.get(name)
 
 
 def task_of_model(model: nn.Module) -> Task:

@@ -1,49 +1,141 @@
-"""The allocation methods (registry) and the one entry point for profile-based allocation.
+"""QP allocation: the rules, the allocation methods' registry, and the one entry point for
+profile-based allocation.
 
-`ALLOCATORS` names every method and where its QPs come from: nothing (uniform), a
-dataset-level sensitivity profile (linear, lagrangian), or the image being coded (perimage,
-rdo: decided at encode time, see sensitivity.perimage and sensitivity.rdo). `vcfc allocate`,
-`vcfc eval --allocation` and experiment grids all call `allocate_from_profile`; per-image methods
-name their function here (`image_fn`), which takes one `ImageJob` and returns the image's QPs —
-adding one is a function in a module plus one line below.
+Rules. Linear (Hu et al.): S̃ = min-max normalised S; QP_i = QP_base − round(QP_range · S̃_i),
+clipped to the codec's range (round half up, so 0.5 → 1 deterministically). Lagrangian: given
+per-channel rate R_i(q) and distortion D_i(q) on a QP grid, q_i = argmin_q w_i·D_i(q) + λ·R_i(q);
+channels are independent given λ, so enumeration is exact, and the total rate is non-increasing
+in λ, so a target total size (or average QP) is hit by bisection on λ.
+
+Registry. `ALLOCATORS` (name → Allocator) says where each method's QPs come from: nothing
+(uniform), a file (fixed QPs the user gives), a dataset-level sensitivity profile (linear,
+lagrangian) or the image being coded (perimage, rdo, rdo-uniform: decided at encode time), which
+options it reads, and its function. `vcfc allocate`, `vcfc eval` and experiment grids all go
+through the entry: adding a method is a function in a module plus one entry below.
+Torch-free: the CLI lists these choices at start-up.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vcfc.errors import InputError
+from vcfc.registry import Registry
 
-from .allocate import allocate_lagrangian, allocate_linear, lagrangian_for_target, task_weights
+from .options import RdoSettings
 
-if TYPE_CHECKING:  # the profile module brings pandas; the CLI imports this registry at start-up
+if TYPE_CHECKING:  # the profile module brings pandas, the bank PyAV; the CLI imports this registry at start-up
     from vcfc.bank import FrameBank
 
     from .channel_sweep import ChannelSweep
     from .profile import Profile
 
 
-@dataclass(frozen=True)
-class Allocator:
-    name: str
-    source: str  # "none" | "profile" | "image"
-    description: str
-    # per-image methods: "module:function" taking an ImageJob, imported on first use (the CLI
-    # imports this registry at start-up and must not pull in torch)
-    image_fn: str = ""
-    needs_lambda: bool = False  # one λ per run, calibrated on held-out images before coding
+# ----------------------------------------------------------------------------- the rules
 
-    def allocate_image(self, job: ImageJob) -> np.ndarray:
-        """This image's QP per channel (source "image" only)."""
-        if not self.image_fn:
-            raise InputError(f"allocation {self.name} does not decide QPs per image")
-        module, _, fn = self.image_fn.partition(":")
-        return getattr(importlib.import_module(module), fn)(job)
+
+def normalize(s: np.ndarray) -> np.ndarray:
+    """Min-max normalisation to [0, 1]; a constant profile maps to zeros."""
+    s = np.asarray(s, float)
+    lo, hi = float(np.min(s)), float(np.max(s))
+    return np.zeros_like(s) if hi <= lo else (s - lo) / (hi - lo)
+
+
+def allocate_linear(sensitivity: Sequence[float] | np.ndarray, qp_base: int, qp_range: int,
+                    qp_limits: tuple[int, int] = (0, 51)) -> np.ndarray:
+    """QP_i = clip(QP_base − round(QP_range · S̃_i)); the most sensitive channel gets QP_base − QP_range."""
+    s = np.asarray(sensitivity, float)
+    if s.ndim != 1 or s.size == 0:
+        raise InputError("sensitivity must be a non-empty 1-D sequence")
+    if not np.all(np.isfinite(s)):
+        raise InputError("sensitivity holds NaN/Inf")
+    if qp_range < 0:
+        raise InputError(f"qp_range must be >= 0, got {qp_range}")
+    q = qp_base - np.floor(qp_range * normalize(s) + 0.5).astype(np.int64)
+    return np.clip(q, qp_limits[0], qp_limits[1]).astype(np.int64)
+
+
+@dataclass
+class Allocation:
+    qps: np.ndarray          # (C,) chosen QP per channel
+    lam: float
+    rate: float              # Σ R_i(q_i)   (bytes)
+    distortion: float        # Σ w_i D_i(q_i)
+
+
+def _check_tables(weights: np.ndarray, rate: np.ndarray, dist: np.ndarray, qps: np.ndarray) -> None:
+    c, k = rate.shape
+    if dist.shape != (c, k) or weights.shape != (c,) or qps.shape != (k,):
+        raise InputError(f"table shapes disagree: weights {weights.shape}, rate {rate.shape}, "
+                         f"dist {dist.shape}, qps {qps.shape}")
+
+
+def allocate_lagrangian(weights: Sequence[float] | np.ndarray, rate: np.ndarray, dist: np.ndarray,
+                        qps: Sequence[int], lam: float) -> Allocation:
+    """Per channel, the QP of `qps` minimising w_i·D_i(q) + λ·R_i(q) (ties: the higher QP).
+
+    rate, dist: (C, K) tables over the K QPs of `qps`."""
+    w = np.asarray(weights, float)
+    r, d, q = np.asarray(rate, float), np.asarray(dist, float), np.asarray(qps, np.int64)
+    _check_tables(w, r, d, q)
+    order = np.argsort(-q, kind="stable")           # scan high QP first so ties go to it
+    cost = w[:, None] * d[:, order] + lam * r[:, order]
+    pick = order[np.argmin(cost, axis=1)]
+    rows = np.arange(len(w))
+    return Allocation(q[pick], float(lam), float(r[rows, pick].sum()), float((w * d[rows, pick]).sum()))
+
+
+def lagrangian_for_target(weights: np.ndarray, rate: np.ndarray, dist: np.ndarray, qps: Sequence[int], *,
+                          target_bytes: float | None = None, target_qp: float | None = None,
+                          iters: int = 200) -> Allocation:
+    """Bisection on λ (log scale): the largest total rate ≤ target_bytes, or the lowest average QP
+    ≥ target_qp. Raises InputError when even the coarsest choice misses the target."""
+    if (target_bytes is None) == (target_qp is None):
+        raise InputError("give exactly one of target_bytes and target_qp")
+
+    def ok(a: Allocation) -> bool:
+        return a.rate <= target_bytes if target_bytes is not None else float(a.qps.mean()) >= target_qp
+
+    lo, hi = 0.0, 1.0
+    while not ok(allocate_lagrangian(weights, rate, dist, qps, hi)):
+        hi *= 10.0
+        if hi > 1e30:
+            what = f"{target_bytes} bytes" if target_bytes is not None else f"average QP {target_qp}"
+            raise InputError(f"target {what} cannot be reached within the QP grid {list(qps)}")
+    first = allocate_lagrangian(weights, rate, dist, qps, lo)
+    if ok(first):
+        return first
+    for _ in range(iters):                     # invariant: ok(hi), not ok(lo)
+        mid = np.sqrt(lo * hi) if lo > 0 else hi / 2.0
+        if mid in (lo, hi):
+            break
+        if ok(allocate_lagrangian(weights, rate, dist, qps, mid)):
+            hi = mid
+        else:
+            lo = mid
+    return allocate_lagrangian(weights, rate, dist, qps, hi)
+
+
+def task_weights(sensitivity: np.ndarray, dist: np.ndarray, qps: Sequence[int], qp_base: int) -> np.ndarray:
+    """w_i = S_i / D_i(QP_base): S_i is the task cost of channel i's noise AT QP_base, so
+    w_i·D_i(q) estimates its task cost at q (task cost ∝ feature MSE per channel). Without
+    QP_base in the grid, the nearest grid QP is used; D_i = 0 (constant channel) gives w_i = 0."""
+    q = np.asarray(qps)
+    k = int(np.argmin(np.abs(q - qp_base)))
+    d0 = np.asarray(dist, float)[:, k]
+    s = np.clip(np.asarray(sensitivity, float), 0, None)
+    return np.where(d0 > 0, s / np.where(d0 > 0, d0, 1.0), 0.0)
+
+
+# ----------------------------------------------------------------------------- the registry
+
+# the options rdo and rdo-uniform read: RdoSettings' fields (λ included) but the method's own flag
+RDO_OPTIONS = tuple(f.name for f in fields(RdoSettings) if f.name != "uniform_only")
 
 
 @dataclass(frozen=True)
@@ -58,23 +150,64 @@ class ImageJob:
     sweep: Callable[[str], ChannelSweep]   # a batched one-channel sweep for a distance name
 
 
-ALLOCATORS: dict[str, Allocator] = {a.name: a for a in (
+@dataclass(frozen=True)
+class Allocator:
+    """One allocation method.
+
+    source: "none" (every channel at the base QP), "fixed" (QPs given by the user, e.g. a file),
+    "profile" (from a dataset-level profile) or "image" (decided per image while coding it).
+    fn: "module:function", imported on first use (per-image ones import torch): for "profile"
+    ``fn(profile, qp_base, qp_range, qp_limits, target) -> (QPs, note)``, for "image"
+    ``fn(ImageJob) -> QPs``. options: the configuration options it reads (``qp_range``, rdo's
+    settings and ``lam``). needs_lambda: one λ per run, calibrated on held-out images first.
+    selectable: offered by `--allocation` and experiment `methods` ("file" is chosen by
+    `vcfc eval --channel-qps`).
+    """
+
+    name: str
+    source: str
+    description: str
+    fn: str = ""
+    options: tuple[str, ...] = ()
+    needs_lambda: bool = False
+    selectable: bool = True
+
+    def function(self) -> Callable[..., Any]:
+        if not self.fn:
+            raise InputError(f"allocation {self.name} has no allocation function (its QPs come from {self.source})")
+        module, _, name = self.fn.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def allocate_image(self, job: ImageJob) -> np.ndarray:
+        """This image's QP per channel (source "image" only)."""
+        if self.source != "image":
+            raise InputError(f"allocation {self.name} does not decide QPs per image")
+        return self.function()(job)
+
+    def pick_options(self, available: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+        """The options this method reads, from what a run offers (None values left out), sorted."""
+        return tuple(sorted((k, v) for k, v in available.items() if k in self.options and v is not None))
+
+
+ALLOCATORS: Registry[Allocator] = Registry("allocation", [(a.name, a) for a in (
     Allocator("uniform", "none", "every channel at the base QP (the unified-QP anchor)"),
-    Allocator("linear", "profile", "Hu et al.'s rule on a dataset profile: QP_i = QP − round(range·S̃_i)"),
-    Allocator("lagrangian", "profile", "per channel argmin w_i·D_i(q) + λ·R_i(q) from the profile's R/D tables"),
+    Allocator("file", "fixed", "the QPs of a file, one per channel (vcfc eval --channel-qps)", selectable=False),
+    Allocator("linear", "profile", "Hu et al.'s rule on a dataset profile: QP_i = QP − round(range·S̃_i)",
+              fn=f"{__name__}:linear_from_profile"),
+    Allocator("lagrangian", "profile", "per channel argmin w_i·D_i(q) + λ·R_i(q) from the profile's R/D tables",
+              fn=f"{__name__}:lagrangian_from_profile"),
     Allocator("perimage", "image", "Hu et al.'s Algorithm 1 per image: the linear rule on this image's own sensitivities",
-              image_fn="vcfc.sensitivity.perimage:allocate_job"),
+              fn="vcfc.sensitivity.perimage:allocate_job", options=("qp_range",)),
     Allocator("rdo", "image", "closed loop per image: argmin KL(task output) + λ·bits over really coded QP vectors",
-              image_fn="vcfc.sensitivity.rdo:allocate_job", needs_lambda=True),
+              fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True),
     Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R",
-              image_fn="vcfc.sensitivity.rdo:allocate_job", needs_lambda=True),
-)}
+              fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True),
+)])
 
 
-def get_allocator(name: str) -> Allocator:
-    if name not in ALLOCATORS:
-        raise InputError(f"unknown allocation {name!r}; choose from {', '.join(ALLOCATORS)}")
-    return ALLOCATORS[name]
+def selectable_allocators() -> list[str]:
+    """The methods a user may name (CLI --allocation, experiment methods)."""
+    return [name for name, a in ALLOCATORS.items() if a.selectable]
 
 
 @dataclass(frozen=True)
@@ -98,20 +231,28 @@ class Target:
 
 def allocate_from_profile(method: str, profile: Profile, qp_base: int, qp_range: int,
                           qp_limits: tuple[int, int], target: Target = Target()) -> tuple[np.ndarray, str]:
-    """Per-entry QPs (one per channel, or per level for level profiles) and a note on how.
-
-    linear: QP_i = QP_base − round(QP_range · S̃_i), clipped to the codec's range.
-    lagrangian: candidates within QP_base ± QP_range from the profile's R/D grid; task weights
-      anchored at the QP the profile was measured at; λ from `target`.
-    """
-    alloc = get_allocator(method)
+    """Per-entry QPs (one per channel, or per level for level profiles) and a note on how, by
+    the profile method ``method`` (the function its registry entry names)."""
+    alloc = ALLOCATORS.get(method)
     if alloc.source != "profile":
         raise InputError(f"allocation {method!r} does not come from a profile")
     lo, hi = qp_limits
     if not lo <= qp_base <= hi:
         raise InputError(f"base QP {qp_base} is outside the codec's range {lo}..{hi}")
-    if method == "linear":
-        return allocate_linear(profile.sensitivity, qp_base, qp_range, qp_limits), ""
+    return alloc.function()(profile, qp_base, qp_range, qp_limits, target)
+
+
+def linear_from_profile(profile: Profile, qp_base: int, qp_range: int, qp_limits: tuple[int, int],
+                        target: Target) -> tuple[np.ndarray, str]:
+    """QP_i = QP_base − round(QP_range · S̃_i), clipped to the codec's range."""
+    return allocate_linear(profile.sensitivity, qp_base, qp_range, qp_limits), ""
+
+
+def lagrangian_from_profile(profile: Profile, qp_base: int, qp_range: int, qp_limits: tuple[int, int],
+                            target: Target) -> tuple[np.ndarray, str]:
+    """Candidates within QP_base ± QP_range from the profile's R/D grid; task weights anchored at
+    the QP the profile was measured at; λ from ``target``."""
+    lo, hi = qp_limits
     rd = profile.rd()
     if rd is None:
         raise InputError("the Lagrangian allocator needs rate/distortion tables in the profile (measure with --rd-qps)")

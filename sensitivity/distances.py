@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vcfc.errors import InputError
+from vcfc.registry import Registry
 
 if TYPE_CHECKING:  # torch is imported where a distance is computed, not by the CLI listing them
     from torch import Tensor
@@ -52,16 +52,14 @@ class Distance:
         return self.fn(ref, out)
 
 
-DISTANCES: dict[str, Distance] = {d.name: d for d in (
+DISTANCES: Registry[Distance] = Registry("distance", [(d.name, d) for d in (
     Distance("penultimate", mse, "penultimate", True,
              "MSE of the penultimate output (the classifier layer's input, pooled); Hu et al.'s choice"),
     Distance("output", mse, "output", True, "MSE of the tail's output (logits)"),
     Distance("kl", kl, "output", True, "KL(softmax(reference) ‖ softmax(coded)) of the logits, nats"),
     Distance("top1", top1_flip, "output", False, "1 when the top-1 class changes"),
-)}
+)])
 
 
 def get_distance(name: str) -> Distance:
-    if name not in DISTANCES:
-        raise InputError(f"unknown distance {name!r}; choose from {', '.join(DISTANCES)}")
-    return DISTANCES[name]
+    return DISTANCES.get(name)

@@ -14,21 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.ops import box_iou
 
 import vcfc
-
 from vcfc.spec import CodingSpec
 
 from .noise import roundtrip, sweep_spec
 from .profile import Profile
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = lambda t: (t[:, 2:] - t[:, :2]).clamp(min=0).prod(-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter).clamp(min=1e-9)
 
 
 def detection_distance(ref: list[dict], out: list[dict], score: float = 0.5, iou: float = 0.5) -> float:

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 import vcfc
+from vcfc import container
 from vcfc.packing.layouts import pack, plan_streams, unpack
 from vcfc.packing.quantizers import dequantize, quantize
-from vcfc import container
 from vcfc.spec import CodingSpec
 
 DEFAULT_LAYOUT = "frames"

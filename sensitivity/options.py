@@ -3,15 +3,24 @@ loader can list them without importing torch (`vcfc --help` would otherwise pay 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from vcfc.errors import InputError
+from vcfc.registry import Registry
 
-METHODS = ("exact", "taylor", "naive")
-PRECISIONS = ("fp32", "tf32", "bf16")
+METHODS: Registry[str] = Registry("method", [
+    ("exact", "every channel's variant through the tail, batched"),
+    ("taylor", "gradient estimate, one batched backward pass per image"),
+    ("naive", "per channel one ffmpeg run and one batch-1 forward (Algorithm 1 as written; slow, for checks)"),
+])
+PRECISIONS: Registry[str] = Registry("precision", [
+    ("fp32", "exact float32 (TF32 off), the default on every device"),
+    ("tf32", "TF32 matmuls and convolutions (faster on GPUs, inexact)"),
+    ("bf16", "autocast to bfloat16 (faster on GPUs, inexact)"),
+])
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,8 @@ class SweepOptions:
     naive_channels: Sequence[int] | None = None
 
     def checked(self) -> SweepOptions:
-        if self.method not in METHODS:
-            raise InputError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        METHODS.get(self.method)
+        PRECISIONS.get(self.precision)
         if self.linear not in ("auto", "on", "off"):
             raise InputError(f"linear must be auto, on or off, got {self.linear!r}")
         if self.max_batch < 1:
@@ -56,7 +63,10 @@ class SweepOptions:
         return replace(options or cls(), **overrides).checked()
 
 
-DISTORTIONS = ("kl", "kl-flip")
+DISTORTIONS: Registry[str] = Registry("distortion", [
+    ("kl", "KL(softmax(reference) ‖ softmax(coded)) of the task output"),
+    ("kl-flip", "KL plus flip_penalty when the top-1 class changes"),
+])
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,7 @@ class RdoSettings:
     def checked(self) -> RdoSettings:
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise InputError(f"rdo: λ must be a finite number >= 0, got {self.lam}")
-        if self.distortion not in DISTORTIONS:
-            raise InputError(f"rdo: unknown distortion {self.distortion!r}; choose from {', '.join(DISTORTIONS)}")
+        DISTORTIONS.get(self.distortion)
         if self.span < 0 or self.step < 1 or self.groups < 1 or self.rounds < 0:
             raise InputError("rdo: span >= 0, step >= 1, groups >= 1 and rounds >= 0")
         return self

@@ -20,12 +20,10 @@ from vcfc.bank import FrameBank
 from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
-from .allocate import allocate_linear
-from .allocation import ImageJob
+from .allocation import ImageJob, allocate_linear
+from .channel_sweep import ChannelSweep, as_batch, sweep_function
 from .distances import get_distance
-from .channel_sweep import ChannelSweep, _as_batch, sweep_function
 from .options import SweepOptions
-
 
 DISTANCE = "penultimate"  # Hu et al.'s distance for Algorithm 1
 
@@ -36,7 +34,7 @@ def image_sensitivity(x: Any, bank: FrameBank, qp: int, sweep: ChannelSweep) -> 
         raise InputError("per-image channel allocation takes one feature tensor (not a dict of tensors)")
     bank.ensure({qp: None})
     xn = bank.reconstruct(qp)
-    s = sweep(_as_batch(x, sweep.device, sweep.dtype), _as_batch(xn, sweep.device, sweep.dtype))
+    s = sweep(as_batch(x, sweep.device, sweep.dtype), as_batch(xn, sweep.device, sweep.dtype))
     return s.numpy()
 
 
@@ -47,7 +45,7 @@ def perimage_qps(x: Any, bank: FrameBank, qp: int, qp_range: int, sweep: Channel
 
 
 def allocate_job(job: ImageJob) -> np.ndarray:
-    """The `perimage` allocator of a run (registered in sensitivity.allocation.ALLOCATORS)."""
+    """The `perimage` allocator of a run (registered in vcfc.sensitivity.allocation.ALLOCATORS)."""
     with torch.no_grad():
         return perimage_qps(job.features, job.bank, job.qp, int(job.options.get("qp_range", 5)), job.sweep(DISTANCE))[0]
 

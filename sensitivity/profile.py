@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from vcfc.errors import InputError
-from vcfc.io import atomic_path, atomic_write
+from vcfc.io import atomic_path, atomic_write, jsonable
 
-from .allocate import normalize
+from .allocation import normalize
 
 META_KEY = b"vcfc.sensitivity"
 _RATE = re.compile(r"rate_qp(\d+)$")
@@ -78,7 +78,7 @@ def write_profile(profile: Profile, path: str | Path, plot: bool = True) -> dict
 
     prefix = _prefix(path)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    meta_json = json.dumps(profile.meta, sort_keys=True, default=_jsonable)
+    meta_json = json.dumps(jsonable(profile.meta), sort_keys=True)
     table = pa.Table.from_pandas(profile.table, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: meta_json.encode()})
     out = {k: prefix.with_suffix("." + k) for k in ("parquet", "csv", "json")}
@@ -86,7 +86,7 @@ def write_profile(profile: Profile, path: str | Path, plot: bool = True) -> dict
         pq.write_table(table, tmp)
     with atomic_path(out["csv"]) as tmp:
         profile.table.to_csv(tmp, index=False)
-    atomic_write(out["json"], json.dumps(profile.meta, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    atomic_write(out["json"], json.dumps(jsonable(profile.meta), indent=2, sort_keys=True) + "\n")
     if plot:
         out["png"] = prefix.with_suffix(".png")
         with atomic_path(out["png"]) as tmp:
@@ -150,12 +150,3 @@ def plot_profile(profile: Profile, path: str | Path) -> None:
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)

@@ -17,21 +17,21 @@ best move of a round kept while it lowers D + λR.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from vcfc.results.metrics import kl_rows
 from vcfc.bank import FrameBank
 from vcfc.errors import InputError
+from vcfc.results.metrics import kl_rows
 
-from .allocate import normalize
-from .allocation import ImageJob
-from .channel_sweep import ChannelSweep, _as_batch
+from .allocation import RDO_OPTIONS, ImageJob, normalize
+from .channel_sweep import ChannelSweep, as_batch
 from .options import RdoSettings
+
 
 def grid_qps(qp: int, span: int, step: int, limits: tuple[int, int]) -> list[int]:
     """The QPs a search may use around base ``qp``: multiples of ``step`` within qp ± span, and qp.
@@ -67,8 +67,8 @@ class _Search:
         self.max_batch = max_batch
         bank.ensure({g: None for g in grid})
         # (K, C, H, W): every channel reconstructed at every grid QP, for gathering candidates
-        self.levels = torch.stack([_as_batch(bank.reconstruct(g), device, dtype)[0] for g in grid])
-        self.x = _as_batch(x, device, dtype)
+        self.levels = torch.stack([as_batch(bank.reconstruct(g), device, dtype)[0] for g in grid])
+        self.x = as_batch(x, device, dtype)
         with torch.no_grad():
             self.ref = tail(self.x)
         self.elements = bank.q.elements
@@ -148,8 +148,8 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
 
 
 SWEEP_DISTANCE = "kl"  # the per-channel stages group channels by what they do to rdo's own objective
-# the search's knobs a configuration may set: RdoSettings' fields but λ and the method's own flag
-SETTING_KEYS = tuple(f.name for f in fields(RdoSettings) if f.name not in ("lam", "uniform_only"))
+# the search's knobs a configuration may set besides λ
+SETTING_KEYS = tuple(k for k in RDO_OPTIONS if k != "lam")
 
 
 def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:
@@ -181,20 +181,21 @@ def _groups(sens: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 def calibrate_lambda(images: list[tuple[Any, Callable[[Tensor], Tensor], FrameBank]], qp: int, step: int,
-                     settings: RdoSettings, device: torch.device = torch.device("cpu")) -> float:
+                     settings: RdoSettings, device: torch.device | None = None) -> float:
     """λ at base ``qp``: minus the slope of the mean uniform distortion–rate curve between qp − step
     and qp + step, over calibration images (x, tail, bank). The search at this λ then lands near
     the uniform QP's rate, so rdo's points sit beside uniform's on the rate axis."""
+    device = device or torch.device("cpu")
     lo, hi = images[0][2].spec.qp_limits
     qa, qb = max(lo, qp - step), min(hi, qp + step)
     d = {qa: [], qb: []}
     r = {qa: [], qb: []}
     for x, tail, bank in images:
-        xb = _as_batch(x, device, torch.float32)
+        xb = as_batch(x, device, torch.float32)
         with torch.no_grad():
             ref = tail(xb)
             for q in (qa, qb):
-                out = tail(_as_batch(bank.reconstruct(q), device, torch.float32))
+                out = tail(as_batch(bank.reconstruct(q), device, torch.float32))
                 d[q].append(float(distortion(ref, out, settings)[0]))
                 r[q].append(8.0 * bank.size(q) / bank.q.elements)
     dd = np.mean(d[qb]) - np.mean(d[qa])

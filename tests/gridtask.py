@@ -26,7 +26,7 @@ def rows_for(task: dict) -> list[dict]:
 
 def logged_task(task: dict) -> list[dict]:
     """Sleeps $GRIDTASK_SLEEP s, appends one line per execution to $GRIDTASK_LOG, returns rows_for(task)."""
-    from vcfc.runners.store import task_key
+    from vcfc.runners.grid.rows import task_key
 
     time.sleep(float(os.environ.get("GRIDTASK_SLEEP", "0")))
     log = os.environ.get("GRIDTASK_LOG")
@@ -44,7 +44,7 @@ def flaky_task(task: dict) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    from vcfc.runners.grid import run_grid
+    from vcfc.runners.grid.run_grid import run_grid
 
     run_dir = Path(argv[0])
     n = int(argv[1])

@@ -29,8 +29,8 @@ def test_linear_rule_known_profile():
 
 
 def test_levels():
-    assert S.allocate_levels({"p2": 0.1, "p3": 0.4, "p4": 1.0, "p5": 0.0}, 40, 6) == \
-        {"p2": 39, "p3": 38, "p4": 34, "p5": 40}
+    # a level profile's rows (p2..p5) go through the same linear rule, one QP per level
+    assert S.allocate_linear([0.1, 0.4, 1.0, 0.0], 40, 6).tolist() == [39, 38, 34, 40]
 
 
 def _convex_tables(c: int, k: int, seed: int):
@@ -51,14 +51,14 @@ def test_lagrangian_matches_brute_force(seed):
         best = min(itertools.product(range(5), repeat=3),
                    key=lambda ks: sum(w[i] * dist[i, k] + lam * rate[i, k] for i, k in enumerate(ks)))
         cost = lambda qs: sum(w[i] * dist[i, list(qps).index(q)] + lam * rate[i, list(qps).index(q)]
-                              for i, q in enumerate(qs))  # noqa: E731
+                              for i, q in enumerate(qs))
         assert cost(a.qps) == pytest.approx(cost([qps[k] for k in best]), rel=1e-12)
         assert a.rate == pytest.approx(sum(rate[i, list(qps).index(q)] for i, q in enumerate(a.qps)))
 
 
 def test_lambda_bisection_hits_target():
     w, rate, dist, qps = _convex_tables(40, 8, 3)
-    curve = S.lagrangian_curve(w, rate, dist, qps, np.geomspace(1e-7, 1e2, 3000))
+    curve = [S.allocate_lagrangian(w, rate, dist, qps, lam) for lam in np.geomspace(1e-7, 1e2, 3000)]
     lo, hi = rate[:, -1].sum(), rate[:, 0].sum()
     for target in [lo * 1.5, 0.5 * (lo + hi), rate[:, 2].sum(), hi * 2]:
         a = S.lagrangian_for_target(w, rate, dist, qps, target_bytes=target)
@@ -78,7 +78,7 @@ def test_task_weights():
 
 
 def _run_cli(*argv: str) -> int:
-    from vcfc.runners.cli.sensitivity import register
+    from vcfc.runners.cli.cmd_sensitivity import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers())

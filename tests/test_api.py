@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import vcfc
-from vcfc.packing.quantizers import quantize
 from tests.conftest import feature_like
+from vcfc.packing.quantizers import quantize
 
 QUANTS = ["minmax", "minmax-channel", "log", "zscore"]
 LAYOUTS = ["mosaic", "mosaic-level", "frames"]

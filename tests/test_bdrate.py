@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from scipy.interpolate import PchipInterpolator
 
-from vcfc.results.bdrate import (bd_quality, bd_quality_detail, bd_rate, bd_rate_bootstrap, bd_rate_detail, clean_curve,
-                            resampled_means)
+from vcfc.results.bdrate import (
+    bd_quality,
+    bd_quality_detail,
+    bd_rate,
+    bd_rate_bootstrap,
+    bd_rate_detail,
+    clean_curve,
+    resampled_means,
+)
 
 # the bjontegaard package's README / example_usage.py "test case 1" (x265 presets, kbps / PSNR)
 RA = [9487.76, 4593.60, 2486.44, 1358.24]

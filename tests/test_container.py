@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import vcfc
-from vcfc import container
 from tests.conftest import feature_like
+from vcfc import container
 
 X = feature_like(4, 8, 8, seed=2)
 VALID = vcfc.encode(X, codec="lossless", quant="minmax-channel", bits=10, input_size=(32, 32))

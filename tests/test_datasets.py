@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vcfc.runners.datasets import Sample, batches, detect_kind, open_dataset
 from vcfc.errors import InputError
+from vcfc.runners.datasets import Sample, batches, detect_kind, open_dataset
 
 SHARED = Path(os.environ.get("VCFC_SHARED", Path(__file__).parents[1].parent / "shared"))
 DATA = SHARED / "data"

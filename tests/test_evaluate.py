@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_cli import vcfc_cli
 from vcfc.runners.datasets import batches, open_dataset
 from vcfc.runners.evaluate import EvalConfig, evaluate_batch, summarize
-from vcfc.spec import CodingSpec
 from vcfc.runners.models import split
-from tests.test_cli import vcfc_cli
+from vcfc.spec import CodingSpec
 
 
 @pytest.fixture(autouse=True)

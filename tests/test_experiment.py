@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vcfc.runners.experiment import experiment_from_dict, load_experiment
 from tests.conftest import KODAK, write_experiment
 from vcfc.errors import InputError
+from vcfc.runners.config import experiment_from_dict, load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ["head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s", "task_s"]

@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vcfc.runners.executors import LRUCache, call_task, worker_cache
-from vcfc.runners.grid import run_grid
-from vcfc.runners.store import RowStore, iter_keys, task_key, update_manifest, write_manifest
 from tests import gridtask
+from vcfc.runners.grid.rows import RowStore, iter_keys, task_key
+from vcfc.runners.grid.run_grid import run_grid
+from vcfc.runners.grid.worker import LRUCache, call_task, worker_cache
+from vcfc.runners.rundir import update_manifest, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 N = 40

@@ -12,10 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from vcfc.results.coco import build_pseudo_gt, coco_ap, fidelity_ap, to_coco_results
-from vcfc.results.metrics import (ConfusionMatrix, miou, output_kl, output_mse, pixel_fidelity,
-                             top1_fidelity, topk_accuracy)
 from vcfc.errors import InputError
+from vcfc.results.coco import build_pseudo_gt, coco_ap, fidelity_ap, to_coco_results
+from vcfc.results.metrics import (
+    ConfusionMatrix,
+    miou,
+    output_kl,
+    output_mse,
+    pixel_fidelity,
+    top1_fidelity,
+    topk_accuracy,
+)
 
 SHARED = Path(os.environ.get("VCFC_SHARED", Path(__file__).parents[1].parent / "shared"))
 COCO128 = SHARED / "data" / "coco128" / "annotations" / "instances.json"

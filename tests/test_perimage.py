@@ -10,15 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vcfc.sensitivity.allocate import allocate_linear
-from vcfc.sensitivity.channel_sweep import ChannelSweep
-from vcfc.sensitivity.distances import get_distance
-from vcfc.sensitivity.options import SweepOptions
-from vcfc.sensitivity.perimage import allocate_image, image_sensitivity
-from vcfc.sensitivity.options import RdoSettings
-from vcfc.sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
 from tests.conftest import write_experiment
 from vcfc.bank import FrameBank
+from vcfc.sensitivity.allocation import allocate_linear
+from vcfc.sensitivity.channel_sweep import ChannelSweep
+from vcfc.sensitivity.distances import get_distance
+from vcfc.sensitivity.options import RdoSettings, SweepOptions
+from vcfc.sensitivity.perimage import allocate_image, image_sensitivity
+from vcfc.sensitivity.rdo import calibrate_lambda, grid_qps, rdo_qps
 from vcfc.spec import CodingSpec
 
 SPEC = CodingSpec("x265", layout="frames", preset="ultrafast").checked()

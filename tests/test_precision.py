@@ -9,12 +9,13 @@ import warnings
 import pytest
 import torch
 
+from vcfc.errors import InputError
 from vcfc.runners.models import split
-from vcfc.sensitivity.channel_sweep import ChannelSweep, precision
+from vcfc.sensitivity.channel_sweep import ChannelSweep
+from vcfc.sensitivity.device import precision
 from vcfc.sensitivity.distances import get_distance
 from vcfc.sensitivity.noise import roundtrip
 from vcfc.sensitivity.options import SweepOptions
-from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
 SPEC = CodingSpec("x265", layout="frames").checked()

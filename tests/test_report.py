@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vcfc.errors import InputError
 from vcfc.results import aggregate, plots
 from vcfc.results.report import write_report
-from vcfc.errors import InputError
 
 QPS = [22, 27, 32, 37, 42]
 IMAGES = [f"img{i}" for i in range(5)]
@@ -314,7 +314,7 @@ def test_accuracy_charts_name_the_labelled_images_they_average(tmp_path):
 
 
 def test_vcfc_report_prints_the_same_short_names_as_the_legends(capsys):
-    from vcfc.runners.cli.experiment import print_bd
+    from vcfc.runners.cli.cmd_experiment import print_bd
 
     ids = ["m/l/x265/fast/zscore/8b/frames/uniform", "m/l/x265/fast/log/8b/frames/uniform"]
     bd = pd.DataFrame({"config": ids, "rate": "bpfe", "quality": "fidelity", "bd_rate": [4.0, -2.5],

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torchvision
 
+from vcfc.errors import InputError
 from vcfc.runners.models import FeatureDict, list_models, split
 from vcfc.runners.presets import PRESETS
 from vcfc.runners.weights import RANDOM_MESSAGE, build_model
-from vcfc.errors import InputError
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*random weights")
 

@@ -76,7 +76,7 @@ def resolve_qps(shapes: Shapes, qp: int | None, channel_qps: Sequence[int] | Map
             qp = 0
         elif not spec.uses_qp and qp != 0:
             # said out loud: a silently ignored QP would mislabel the rate points made from it
-            warnings.warn(f"codec {spec.codec} takes no QP: qp={qp} is ignored")
+            warnings.warn(f"codec {spec.codec} takes no QP: qp={qp} is ignored", stacklevel=3)
             qp = 0
         qps = {name: np.full(s[0], int(qp)) for name, s in shapes.items()}
     elif isinstance(channel_qps, Mapping):

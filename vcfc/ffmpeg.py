@@ -37,7 +37,7 @@ def find_ffmpeg(override: str | None = None) -> str:
         import imageio_ffmpeg
 
         exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as exc:  # imageio-ffmpeg raises RuntimeError when it has no binary
+    except Exception as exc:  # noqa: BLE001 - imageio-ffmpeg raises RuntimeError (no binary), or anything else
         raise CodecError(f"no ffmpeg found ({exc}); pass --ffmpeg PATH or set {ENV_VAR}") from None
     return _check_exe(exe, "imageio-ffmpeg")
 

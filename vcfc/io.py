@@ -1,7 +1,8 @@
-"""Reading and writing feature files (.npy, .safetensors) and QP lists for the CLI."""
+"""Reading and writing feature files (.npy, .safetensors), QP lists and JSON; atomic writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -49,6 +50,22 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy scalars and arrays become numbers and lists, anything
+    else JSON cannot hold becomes its ``str`` (paths, dtypes, devices)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
 
 
 def load_features(path: str | Path) -> Any:

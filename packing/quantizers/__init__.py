@@ -16,7 +16,7 @@ import numpy as np
 from vcfc.registry import Registry
 
 from ..errors import PackingError
-from .base import BIT_DEPTHS, F32_MAX, QuantParams, Quantizer
+from .base import BIT_DEPTHS, F32_MAX, Quantizer, QuantParams
 from .log import Log
 from .minmax import MinMax, MinMaxChannel
 from .zscore import ZScore

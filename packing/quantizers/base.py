@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import PackingError
-
 BIT_DEPTHS = (8, 10)
 
 F32_MAX = float(np.finfo(np.float32).max)

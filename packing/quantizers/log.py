@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PackingError
-from .base import F32_MAX, F32_TINY, QuantParams, Quantizer, range_params, to_codes
+from .base import F32_MAX, F32_TINY, Quantizer, QuantParams, range_params, to_codes
 
 
 class Log(Quantizer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import QuantParams, Quantizer, range_params, uniform_codes
+from .base import Quantizer, QuantParams, range_params, uniform_codes
 
 
 class MinMax(Quantizer):

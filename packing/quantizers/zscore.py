@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import PackingError
-from .base import F32_MAX, QuantParams, Quantizer, per_channel, to_codes
+from .base import F32_MAX, Quantizer, QuantParams, per_channel, to_codes
 
 
 class ZScore(Quantizer):

@@ -22,7 +22,7 @@ from vcfc.errors import VcfcError
 from vcfc.ffmpeg import terminate_children
 from vcfc.version import __version__
 
-from . import coding, evaluate, experiment, sensitivity
+from . import cmd_eval, cmd_experiment, cmd_files, cmd_sensitivity
 from .args import EXIT_CODES, Parser
 
 EPILOG = f"""\
@@ -41,7 +41,7 @@ PATH or $VCFC_FFMPEG says otherwise. $TORCH_HOME: where torchvision finds weight
 
 {EXIT_CODES}"""
 
-COMMANDS = (coding, evaluate, sensitivity, experiment)
+COMMANDS = (cmd_files, cmd_eval, cmd_sensitivity, cmd_experiment)
 
 
 def build_parser() -> Parser:
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # noqa: BLE001 - the CLI promises no tracebacks
+    except Exception as exc:
         if os.environ.get("VCFC_DEBUG"):
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set VCFC_DEBUG=1 for a traceback)")
@@ -88,7 +88,7 @@ def _sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def handler(signum, frame) -> None:  # noqa: ANN001
+    def handler(signum, frame) -> None:
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, handler)
@@ -97,7 +97,7 @@ def _sigterm_as_interrupt():
 def _quiet_diagnostics() -> None:
     """Warnings become one `vcfc: warning:` line each; library log records do not repeat them."""
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"vcfc: warning: {message}", file=sys.stderr)
 
     warnings.showwarning = show

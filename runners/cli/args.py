@@ -9,11 +9,11 @@ import threading
 import time
 from typing import Any, NoReturn
 
+from vcfc.codecs import CODECS
+from vcfc.errors import InputError
 from vcfc.packing.layouts import LAYOUTS
 from vcfc.packing.quantizers import BIT_DEPTHS, QUANTIZERS
 from vcfc.packing.reorder import REORDERS
-from vcfc.codecs import CODECS
-from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
 EXIT_CODES = """\

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vcfc.sensitivity.allocation import ALLOCATORS, Target
-from vcfc.runners.kinds import KINDS
 from vcfc.errors import InputError
+from vcfc.runners.kinds import KINDS
+from vcfc.sensitivity.allocation import ALLOCATORS, Target, selectable_allocators
 
 from .args import EXIT_CODES, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, positive, spec_from
 
@@ -34,7 +34,7 @@ $TORCH_HOME/hub/checkpoints (`make weights` copies ../shared/weights to .cache/t
 export TORCH_HOME=$PWD/.cache/torch), a checkpoint path, or none (seeded random).
 
 allocations (--allocation):
-{chr(10).join(f"  {a.name:10s} {a.description}" for a in ALLOCATORS.values())}
+{chr(10).join(f"  {a.name:10s} {a.description}" for a in ALLOCATORS.values() if a.selectable)}
   perimage and rdo decide each image's QPs while coding it (no profile); they need --layout frames.
   rdo's λ: --lambda, or by default the slope of the uniform KL–rate curve at --qp measured on
   the first --calibrate images (one λ for the run).
@@ -95,7 +95,7 @@ def register(sub: Any) -> None:
     q = p.add_mutually_exclusive_group()
     q.add_argument("--qp", type=int, help="the QP (the base QP of an allocation)")
     q.add_argument("--channel-qps", metavar="FILE", help="one integer QP per channel (as `vcfc allocate` writes)")
-    p.add_argument("--allocation", default="uniform", choices=list(ALLOCATORS),
+    p.add_argument("--allocation", default="uniform", choices=selectable_allocators(),
                    help="how each channel's QP is chosen around --qp (default: uniform)")
     p.add_argument("--profile", metavar="PROFILE", help="sensitivity profile (.parquet from `vcfc sensitivity`) for linear/lagrangian")
     p.add_argument("--qp-range", type=int, default=8, help="linear rules: QP_i = QP - round(range * S~_i) (default 8)")
@@ -128,7 +128,7 @@ def open_split_and_data(args: argparse.Namespace):
     from vcfc.runners.datasets import open_dataset
     from vcfc.runners.models import split
     from vcfc.runners.tasks import get_task
-    from vcfc.sensitivity.channel_sweep import resolve_device
+    from vcfc.sensitivity.device import resolve_device
 
     positive("--limit", args.limit)
     positive("--batch-size", args.batch_size)
@@ -143,8 +143,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from vcfc.io import atomic_write, jsonable, save_features
     from vcfc.runners.datasets import batches
-    from vcfc.io import atomic_write, save_features
 
     sp, ds, batch_size = open_split_and_data(args)
     out = Path(args.out)
@@ -170,40 +170,34 @@ def cmd_extract(args: argparse.Namespace) -> int:
                                 "label": int(target) if isinstance(target, (int, np.integer)) or (hasattr(target, "ndim") and target.ndim == 0) else None})
             bar.update(len(batch.image_ids))
     manifest = {"model": sp.model_name, "layer": sp.layer, "module": sp.module_path, "task": sp.task,
-                "weights": str(args.weights), "data": str(args.data), "images": entries, "meta": _jsonable(meta)}
+                "weights": str(args.weights), "data": str(args.data), "images": entries, "meta": jsonable(meta)}
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=1))
     print(f"wrote {len(entries)} feature files and manifest.json to {out}")
     return 0
 
 
-def _jsonable(obj: Any) -> Any:
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        return str(obj)
 
-
-def _fixed_qps(args: argparse.Namespace, spec: Any) -> tuple[int, ...] | None:
-    """Channel QPs that are the same for every image: a file, or a profile-based allocation."""
+def _fixed_qps(args: argparse.Namespace, spec: Any) -> tuple[str, tuple[int, ...] | None]:
+    """(allocation, channel QPs that are the same for every image: a file, or a profile-based
+    allocation; None when the allocation decides per image or there is none)."""
+    from vcfc.io import load_qps
     from vcfc.sensitivity.allocation import allocate_from_profile, per_channel
     from vcfc.sensitivity.profile import read_profile
-    from vcfc.io import load_qps
 
-    source = ALLOCATORS[args.allocation].source
+    source = ALLOCATORS.get(args.allocation).source
     if args.channel_qps:
         if args.allocation != "uniform":
             raise InputError("--channel-qps gives the QPs itself: leave --allocation out")
-        return tuple(load_qps(args.channel_qps))
+        return "file", tuple(load_qps(args.channel_qps))
     if source == "profile":
         if not args.profile:
             raise InputError(f"--allocation {args.allocation} needs --profile PROFILE (make one with `vcfc sensitivity`)")
         profile = read_profile(args.profile)
         qps, _ = allocate_from_profile(args.allocation, profile, args.qp, args.qp_range, spec.qp_limits, Target())
-        return tuple(per_channel(profile, qps))
+        return args.allocation, tuple(per_channel(profile, qps))
     if args.profile:
         raise InputError(f"--profile is used with --allocation {' or '.join(n for n, a in ALLOCATORS.items() if a.source == 'profile')}")
-    return None
+    return args.allocation, None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -211,8 +205,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import pandas as pd
     from tqdm import tqdm
 
+    from vcfc.runners.config import AllocationSpec
     from vcfc.runners.datasets import collate, load_samples
-    from vcfc.runners.evaluate import EvalConfig, evaluate_batch
+    from vcfc.runners.evaluate import eval_config, evaluate_batch
     from vcfc.runners.tasks import summarize
 
     spec = spec_from(args)
@@ -225,13 +220,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise InputError(f"--allocation {args.allocation} needs --qp N (the base QP)")
     if spec is None and args.allocation != "uniform":
         raise InputError("--codec none codes nothing: leave --allocation out")
-    qps = _fixed_qps(args, spec) if spec is not None else None
-    label = args.allocation if qps is None or method.source != "none" else "file"
-    cfg = EvalConfig(spec=spec, qp=args.qp, allocation=label, channel_qps=qps,
-                     options=(("qp_range", args.qp_range), ("lam", args.lam)))
+    allocation, qps = _fixed_qps(args, spec) if spec is not None else ("uniform", None)
+    settings = AllocationSpec(methods=[allocation], qp_range=args.qp_range)
     sp, ds, batch_size = open_split_and_data(args)
-    if method.needs_lambda and args.lam is None:
-        cfg = _calibrated(cfg, sp, ds, args)
+    lam = args.lam
+    if method.needs_lambda and lam is None:
+        lam = _calibrated_lambda(sp, ds, spec, settings, args)
+    cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=lam)
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
     with tqdm(total=len(ds), desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:
@@ -243,7 +238,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if samples:
                 rows.extend(evaluate_batch(sp, collate(samples), [cfg], ffmpeg=args.ffmpeg))
             bar.update(len(samples) + len(bad))
-    lam = dict(cfg.options).get("lam")
     summary = {"model": sp.model_name, "layer": sp.layer, "task": sp.task, "weights": str(args.weights),
                "codec": args.codec, "preset": None if spec is None else spec.preset, "qp": args.qp,
                "allocation": cfg.allocation, **summarize(rows, sp.task, coco_gt=getattr(ds, "coco", None))}
@@ -269,19 +263,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrated(cfg: Any, sp: Any, ds: Any, args: argparse.Namespace) -> Any:
-    """cfg with rdo's λ set from the first --calibrate images (one λ for the whole run)."""
-    from dataclasses import replace
-
-    from vcfc.runners.allocators import calibrate
+def _calibrated_lambda(sp: Any, ds: Any, spec: Any, settings: Any, args: argparse.Namespace) -> float:
+    """rdo's λ from the first --calibrate images (one λ for the whole run), as experiments set it."""
     from vcfc.runners.datasets import load_samples
-    from vcfc.sensitivity.rdo import settings_for
+    from vcfc.runners.image_coding import calibrate
 
     positive("--calibrate", args.calibrate)
     samples, _ = load_samples(ds, range(min(args.calibrate, len(ds))))
     feats = [sp.head(s.image[None])[0] for s in samples]
-    probe = replace(cfg, options=tuple((k, v) for k, v in cfg.options if k != "lam") + (("lam", 0.0),))
-    lam = calibrate(sp, feats, cfg.spec, [args.qp], settings_for(probe.allocation, dict(probe.options)), ffmpeg=args.ffmpeg)[args.qp]
+    lam = calibrate(sp, feats, spec, [args.qp], settings.rdo_settings(), ffmpeg=args.ffmpeg)[args.qp]
     print(f"vcfc: rdo λ = {lam:.4g} (slope of the uniform KL–rate curve at QP {args.qp} over "
           f"{len(feats)} images)", file=sys.stderr)
-    return replace(cfg, options=tuple((k, v) for k, v in cfg.options if k != "lam") + (("lam", lam),))
+    return lam

@@ -15,8 +15,8 @@ from torch import Tensor
 
 from vcfc.spec import CodingSpec
 
-from .graph import LinearHead, linear_head
 from .noise import naive_channel_roundtrip
+from .tail_graphs import LinearHead, linear_head
 
 Fn = Callable[[Tensor], Tensor]
 Dist = Callable[[Tensor, Tensor], Tensor]

@@ -1,8 +1,8 @@
-"""torch.fx helpers: sub-graph extraction (used by model splits too), a tail's penultimate
-sub-graph and its leading conv.
+"""Sub-graphs of a split's tail that the sweep uses: the penultimate output (before the
+classifier layer) and the leading convolution (the sweep's linear trick).
 
-They take any fx.GraphModule; the tail ones expect a single placeholder, the cut tensor (what
-`runners.models.split(...).tail_module` is).
+They take any fx.GraphModule with a single placeholder, the cut tensor (what
+`vcfc.runners.models.split(...).tail_module` is); the cutting itself is vcfc.subgraph.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from vcfc.errors import InputError
+from vcfc.subgraph import extract_subgraph
 
 
 class Pooled(nn.Module):
@@ -25,40 +26,6 @@ class Pooled(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         t = self.inner(x)
         return t.mean(dim=(-2, -1)) if t.dim() == 4 else t
-
-
-class CutBypassed(InputError):
-    """A path from the graph's input reaches the output without going through the cut node."""
-
-
-def extract_subgraph(root: nn.Module, graph: fx.Graph, out: fx.Node, inp: fx.Node | None = None,
-                     name: str = "x") -> fx.GraphModule:
-    """GraphModule (sharing ``root``'s parameters) computing ``out`` from ``inp`` alone.
-
-    With ``inp`` None the sub-graph keeps the graph's own placeholder(s). With ``inp`` given it
-    becomes the single input (named ``name``); CutBypassed if ``out`` depends on a placeholder
-    other than through ``inp`` (e.g. a residual connection around the cut).
-    The one fx helper behind model splits (runners.models) and the sweep's sub-graphs.
-    """
-    needed: set[fx.Node] = set()
-    stack = [out]
-    while stack:
-        n = stack.pop()
-        if n in needed:
-            continue
-        needed.add(n)
-        if n is inp:
-            continue
-        if inp is not None and n.op == "placeholder":
-            raise CutBypassed(f"another path bypasses {inp.name}")
-        stack.extend(n.all_input_nodes)
-    g = fx.Graph()
-    env: dict[fx.Node, fx.Node] = {} if inp is None else {inp: g.placeholder(name)}
-    for n in graph.nodes:
-        if n in needed and n not in env:
-            env[n] = g.node_copy(n, lambda a: env[a])
-    g.output(env[out])
-    return fx.GraphModule(root, g).eval()
 
 
 def classifier_input(tail: fx.GraphModule) -> fx.Node:

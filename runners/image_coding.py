@@ -1,7 +1,7 @@
-"""How one image's features become a .vcfc file under an evaluation config.
+"""How one image's features become a .vcfc file under an evaluation config, and rdo's λ.
 
 Fixed QPs (uniform, a file, a profile-based allocation) are coded directly; per-image allocators
-(perimage, rdo, rdo-uniform: sensitivity.allocation's source "image") decide the image's QP vector
+(perimage, rdo, rdo-uniform: vcfc.sensitivity.allocation's source "image") decide the image's QP vector
 while coding it, through the function their registry entry names. With layout frames everything
 goes through the image's FrameBank, so all the configs of one image share their encodes
 (uniform at QP q IS the perimage sweep's noise at q).
@@ -13,21 +13,18 @@ import functools
 import threading
 from typing import Any
 
-import numpy as np
-import torch
-
 import vcfc
+from vcfc.bank import FrameBank
+from vcfc.codecs import CODECS
+from vcfc.errors import InputError
 from vcfc.sensitivity.allocation import ALLOCATORS, ImageJob
 from vcfc.sensitivity.channel_sweep import ChannelSweep, sweep_function
 from vcfc.sensitivity.distances import get_distance
 from vcfc.sensitivity.options import RdoSettings, SweepOptions
 from vcfc.sensitivity.rdo import calibrate_lambda, grid_qps
-from vcfc.bank import FrameBank
-from vcfc.codecs import CODECS
-from vcfc.errors import InputError
 from vcfc.spec import CodingSpec
 
-from .models import Split
+from .splits import Split
 
 
 class ImageContext:
@@ -59,7 +56,8 @@ class ImageContext:
 def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[str, float]]:
     """(the .vcfc bytes, seconds per stage) of one image under ``cfg`` (an EvalConfig with a spec)."""
     spec: CodingSpec = cfg.spec
-    source = ALLOCATORS[cfg.allocation].source if cfg.allocation in ALLOCATORS else "none"  # "file": fixed QPs
+    alloc = ALLOCATORS.get(cfg.allocation)
+    source = alloc.source
     if source == "image" or (spec.uses_qp and ctx.bankable(spec)):
         if not ctx.bankable(spec):
             raise InputError(f"allocation {cfg.allocation} needs --layout frames and a codec whose pictures can be "
@@ -69,7 +67,7 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
         if source == "image":
             job = ImageJob(ctx.features, split.tail_module, bank, int(cfg.qp), cfg.allocation, dict(cfg.options),
                            functools.partial(_sweep, split, spec=spec, qp=int(cfg.qp)))
-            qps = [int(v) for v in ALLOCATORS[cfg.allocation].allocate_image(job)]
+            qps = [int(v) for v in alloc.allocate_image(job)]
         else:
             qps = list(cfg.channel_qps) if cfg.channel_qps is not None else int(cfg.qp)
         data = bank.assemble(qps)

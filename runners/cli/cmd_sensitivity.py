@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vcfc.errors import InputError
+from vcfc.io import atomic_write
 from vcfc.runners.kinds import KINDS
 from vcfc.sensitivity.allocation import ALLOCATORS, Target
 from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import METHODS, PRECISIONS
-from vcfc.codecs import CODECS
-from vcfc.errors import InputError
-from vcfc.io import atomic_write
+from vcfc.spec import CodingSpec
 
 from .args import add_command, coding_flags, positive, spec_from
 
@@ -126,8 +126,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     from vcfc.runners.datasets import open_dataset
     from vcfc.runners.models import split
     from vcfc.runners.tasks import get_task
+    from vcfc.sensitivity.device import resolve_device
     from vcfc.sensitivity.levels import detection_distance, measure_levels
-    from vcfc.sensitivity.channel_sweep import measure, resolve_device
+    from vcfc.sensitivity.measure_profile import measure
     from vcfc.sensitivity.profile import write_profile
 
     positive("--images", args.images)
@@ -173,12 +174,12 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     qp_base = args.qp_base if args.qp_base is not None else meta.get("qp_base")
     if qp_base is None:
         raise InputError("the profile records no qp_base: pass --qp-base")
-    codec = meta.get("codec", "x265")
-    if codec not in CODECS:
-        raise InputError(f"{args.profile}: profile of unknown codec {codec!r}")
-    lo, hi = CODECS[codec].qp_range
-    if not lo <= qp_base <= hi:
-        raise InputError(f"--qp-base {qp_base} is outside {codec}'s range {lo}..{hi}")
+    try:
+        spec = CodingSpec(codec=meta.get("codec", "x265"))
+        spec.check_qp(qp_base, "--qp-base")
+    except InputError as exc:
+        raise InputError(f"{args.profile}: {exc}") from None
+    lo, hi = spec.qp_limits
     chosen = [args.target_bytes is not None, args.target_qp is not None, args.lam is not None, args.match_uniform]
     if args.method == "linear" and any(chosen):
         raise InputError("--target-bytes/--target-qp/--lambda/--match-uniform are for --method lagrangian")

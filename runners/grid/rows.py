@@ -1,9 +1,8 @@
-"""Crash-safe, append-only row storage for experiment grids, and the run manifest.
+"""Crash-safe, append-only row storage for experiment grids.
 
-Layout of a run directory::
+Layout of a run directory's rows::
 
     run_dir/
-      manifest.json              what ran, with which software (write_manifest)
       rows/<key>.ok.parquet      rows of one finished task (one small file per task)
       rows/<key>.err.parquet     the error row of one failed task
       rows.parquet               compacted parts (optional; readers use table())
@@ -19,15 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import re
-import shutil
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vcfc.codecs import CODECS
-from vcfc.errors import InputError
-from vcfc.ffmpeg import capabilities, find_ffmpeg
-from vcfc.io import atomic_path, atomic_write
-from vcfc.version import __version__
+from vcfc.io import atomic_path
 
 OK_SUFFIX = ".ok.parquet"
 ERR_SUFFIX = ".err.parquet"
@@ -62,10 +51,6 @@ def task_key(task: Mapping[str, Any]) -> str:
         return key
     text = json.dumps(dict(task), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _atomic_write_table(path: Path, table: pa.Table) -> None:
@@ -268,92 +253,6 @@ class RowStore:
         return removed
 
 
-# -- manifest -------------------------------------------------------------------------------
-
-
-def _dist_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)  # no import: torch would take seconds
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(cwd: Path, *args: str) -> str | None:
-    try:
-        p = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return p.stdout.strip() if p.returncode == 0 else None
-
-
-def software_versions() -> dict[str, Any]:
-    """vcfc, python, torch, torchvision, numpy, ffmpeg/x265/vvenc versions (None when unknown)."""
-    info: dict[str, Any] = {
-        "vcfc": __version__,
-        "python": platform.python_version(),
-        **{n: _dist_version(n) for n in ("torch", "torchvision", "numpy", "pandas", "pyarrow", "av")},
-    }
-    try:
-        path = find_ffmpeg()
-        caps = capabilities(path)
-        info.update(ffmpeg_path=path, ffmpeg=caps.get("version"),
-                    **{name: cls.library_version(path) for name, cls in CODECS.items() if cls.encoder})
-    except Exception as exc:  # noqa: BLE001 - a manifest must not fail a run
-        info.update(ffmpeg=None, x265=None, vvenc=None, ffmpeg_error=" ".join(str(exc).split()))
-    return info
-
-
-def write_manifest(run_dir: str | os.PathLike[str], experiment: Mapping[str, Any],
-                   extra: Mapping[str, Any] | None = None, *, force: bool = False) -> Path:
-    """Write ``run_dir/manifest.json``: the experiment, software, git, machine, start time.
-
-    On a resumed run (a manifest exists) the original ``started`` is kept and the restart is
-    appended to ``resumed``. A different ``experiment`` in an existing run dir raises
-    ValueError unless ``force`` (rows of two experiments would mix silently).
-    """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "manifest.json"
-    experiment = json.loads(json.dumps(dict(experiment), default=str))
-    old: dict[str, Any] = {}
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except (OSError, ValueError):
-            old = {}
-        if old.get("experiment") not in (None, experiment) and not force:
-            raise InputError(f"{run_dir}: this run folder holds a different experiment; use another --out, "
-                             f"or --new to delete its rows and start over")
-    cwd = Path.cwd()
-    now = _now()
-    manifest: dict[str, Any] = {
-        "experiment": experiment,
-        "extra": json.loads(json.dumps(dict(extra or {}), default=str)),
-        "software": software_versions(),
-        "git": {"commit": _git(cwd, "rev-parse", "HEAD"),
-                "dirty": (lambda s: None if s is None else bool(s))(_git(cwd, "status", "--porcelain"))},
-        "machine": {"platform": platform.platform(), "machine": platform.machine(),
-                    "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "hostname": platform.node(), "argv": sys.argv},
-        "started": old.get("started", now),
-        "ended": None,
-        "resumed": old.get("resumed", []) + ([now] if old else []),
-    }
-    atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True))
-    return path
-
-
-def update_manifest(run_dir: str | os.PathLike[str], **fields: Any) -> Path | None:
-    """Merge ``fields`` into an existing manifest (e.g. ``ended``, counts); no-op without one."""
-    path = Path(run_dir) / "manifest.json"
-    if not path.exists():
-        return None
-    manifest = json.loads(path.read_text())
-    manifest.update(json.loads(json.dumps(fields, default=str)))
-    atomic_write(path, json.dumps(manifest, indent=2, sort_keys=True))
-    return path
-
-
 def iter_keys(tasks: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict]]:
     """(key, task) pairs; duplicate keys are an error (two tasks would share one part file)."""
     out: list[tuple[str, dict]] = []
@@ -365,59 +264,3 @@ def iter_keys(tasks: Iterable[Mapping[str, Any]]) -> list[tuple[str, dict]]:
         seen[k] = i
         out.append((k, dict(t)))
     return out
-
-
-class RunDir:
-    """The files of one experiment run folder; the only place that knows their names.
-
-        manifest.json      the experiment, software, machine (write_manifest)
-        rows/, rows.parquet the grid's rows (RowStore)
-        allocations.json   fixed per-channel QPs from profiles
-        lambdas.json       rdo's λ per (model, layer, codec, layout, QP), from calibration images
-        profiles/          sensitivity profiles (Parquet + CSV + JSON + PNG)
-        sample.npz         the pictures one image's features were really coded as (for the report)
-        report/            `vcfc report`'s default output
-    """
-
-    MANIFEST = "manifest.json"
-    ALLOCATIONS = "allocations.json"
-    LAMBDAS = "lambdas.json"
-    SAMPLE = "sample.npz"
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    manifest_path = property(lambda self: self.path / self.MANIFEST)
-    allocations_path = property(lambda self: self.path / self.ALLOCATIONS)
-    lambdas_path = property(lambda self: self.path / self.LAMBDAS)
-    sample_path = property(lambda self: self.path / self.SAMPLE)
-    profiles_dir = property(lambda self: self.path / "profiles")
-    report_dir = property(lambda self: self.path / "report")
-
-    def profile_prefix(self, *parts: str) -> Path:
-        return self.profiles_dir / "__".join(parts).replace("/", "_")
-
-    def is_run(self) -> bool:
-        return self.manifest_path.is_file()
-
-    def manifest(self) -> dict[str, Any]:
-        if not self.is_run():
-            raise InputError(f"{self.path}: not a run folder (no {self.MANIFEST}); make one with `vcfc run`")
-        return json.loads(self.manifest_path.read_text())
-
-    def rows(self) -> RowStore:
-        return RowStore(self.path)
-
-    def read_json(self, path: Path) -> Any:
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def write_json(self, path: Path, obj: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, json.dumps(obj, sort_keys=True))
-
-    def clear(self) -> None:
-        """Delete everything a run wrote here (for `vcfc run --new`); other files stay."""
-        for p in (self.path / "rows", self.profiles_dir, self.report_dir):
-            shutil.rmtree(p, ignore_errors=True)
-        for p in (self.path / COMPACTED, self.allocations_path, self.lambdas_path, self.sample_path, self.manifest_path):
-            p.unlink(missing_ok=True)

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vcfc.runners.experiment import EXECUTORS
 from vcfc.errors import InputError
+from vcfc.runners.grid.executors import EXECUTORS
 
 from .args import EXIT_CODES, add_command, positive
 
@@ -81,7 +81,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from vcfc.runners.experiment import load_experiment
+    from vcfc.runners.config import load_experiment
 
     positive("--workers", args.workers)
     exp = load_experiment(args.experiment)
@@ -92,8 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_and_say(exp: Any, out: Path, executor: str | None, workers: int | None, scheduler: str | None,
                 retry_errors: bool, progress: bool, new: bool) -> int:
     """Run, print what happened, and return the exit status (0 ok, 3 failures recorded, 130 interrupted)."""
-    from vcfc.runners.run import run_experiment
-    from vcfc.runners.store import RunDir
+    from vcfc.runners.experiment import run_experiment
+    from vcfc.runners.rundir import RunDir
 
     result = run_experiment(exp, out, executor=executor, workers=workers, scheduler=scheduler,
                             retry_errors=retry_errors, progress=progress, new=new)
@@ -126,7 +126,7 @@ def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: 
 
     from vcfc.results.report import write_report
     from vcfc.runners.report_extras import report_extras
-    from vcfc.runners.store import RunDir
+    from vcfc.runners.rundir import RunDir
 
     run = RunDir(run_dir)
     manifest = run.manifest()
@@ -171,8 +171,9 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import warnings
 
-    from vcfc.runners.experiment import load_experiment
-    from vcfc.runners.store import RunDir
+    from vcfc.io import jsonable
+    from vcfc.runners.config import load_experiment
+    from vcfc.runners.rundir import RunDir
     from vcfc.runners.weights import random_weights_hint, weights_available
 
     positive("--workers", args.workers)
@@ -180,12 +181,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     m = exp.models[0]
     if not weights_available(m.name, m.weights):
         warnings.warn(f"{m.name}: no ImageNet weights in $TORCH_HOME — the demo runs with seeded RANDOM weights, "
-                      f"so its numbers are a pipeline check, not the network's. {random_weights_hint(m.name, m.weights)}")
+                      f"so its numbers are a pipeline check, not the network's. {random_weights_hint(m.name, m.weights)}",
+                      stacklevel=2)
         m.weights = "none"
     out = Path(args.out)
     run = RunDir(out / "run")
     # a demo folder from other weights (or an older demo) is started over, not mixed
-    new = run.is_run() and run.manifest().get("experiment") != _jsonable(exp.to_dict())
+    new = run.is_run() and run.manifest().get("experiment") != jsonable(exp.to_dict())
     code = run_and_say(exp, out / "run", None, args.workers, None, False, True, new)
     if code not in (0, 3):
         return code
@@ -196,8 +198,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("vcfc: these numbers come from RANDOM weights (a pipeline check): see the warning above", file=sys.stderr)
     return code
 
-
-def _jsonable(d: dict) -> dict:
-    import json
-
-    return json.loads(json.dumps(d, default=str))
