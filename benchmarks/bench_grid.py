@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+
+from vcfc.io import bundled
+
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
 STAGES = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s")
 TIMING = (*STAGES, "task_s")
@@ -41,7 +43,7 @@ def cpu_seconds() -> float:
 
 def experiment(images: int, device: str) -> dict:
     data = SHARED / "data" / "imagenet-sample"
-    path = data if data.is_dir() else REPO / "vcfc" / "data" / "kodak"
+    path = data if data.is_dir() else bundled("kodak")
     return {
         "name": "bench-grid",
         "datasets": [{"path": str(path), "limit": images}],

@@ -28,7 +28,9 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+
+from vcfc.io import bundled
+
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
 
 CASES = [("squeezenet1_1", "fire3", "DEFAULT"), ("mobilenet_v2", "block3", "IMAGENET1K_V1")]
@@ -83,7 +85,7 @@ def main() -> int:
             except vcfc.InputError:
                 sp, weights = split(model, at=layer, weights=None, device=dev), "none"
         root = SHARED / "data" / "imagenet-sample"
-        ds = open_dataset(root if root.is_dir() else REPO / "vcfc" / "data" / "kodak", transform=sp.transforms,
+        ds = open_dataset(root if root.is_dir() else bundled("kodak"), transform=sp.transforms,
                           limit=args.images + 2)
         with torch.no_grad():
             feats = [sp.head(s.image[None].to(dev))[0] for s in ds]

@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
 
 from scipy.stats import spearmanr

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vcfc.io import bundled
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
-KODAK = REPO / "vcfc" / "data" / "kodak"
+KODAK = bundled("kodak")
 
 
 def write_experiment(path: Path, methods=("uniform",), qps=(32, 42), limit=5, batch_size=1, profile_images=2, *,

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.test_cli import vcfc_cli
+from vcfc.io import bundled
 from vcfc.runners.datasets import batches, open_dataset
 from vcfc.runners.evaluate import EvalConfig, evaluate_batch, summarize
 from vcfc.runners.models import split
@@ -146,7 +147,7 @@ def test_eval_cli_linear_allocation_from_profile(tmp_path: Path):
 
     s = np.linspace(0.0, 1.0, 64)  # channel i gets QP 40 - round(8 * i / 63)
     write_profile(Profile.from_arrays(s, {"qp_base": 40}), tmp_path / "prof", plot=False)
-    kodak = Path(__file__).resolve().parents[1] / "vcfc" / "data" / "kodak"
+    kodak = bundled("kodak")
     r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "pool1", "--weights", "none", "--data", str(kodak),
                  "--limit", "2", "--codec", "x265", "--preset", "ultrafast", "--qp", "40", "--allocation", "linear",
                  "--profile", str(tmp_path / "prof.parquet"), "--qp-range", "8", "--layout", "frames", "--json",

@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import KODAK, write_experiment
 from vcfc.errors import InputError
+from vcfc.io import bundled
 from vcfc.runners.config import experiment_from_dict, load_experiment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +45,7 @@ def test_defaults_and_validation(tmp_path: Path):
 
 
 def test_demo_experiment_file_is_valid():
-    exp = load_experiment(REPO / "vcfc" / "data" / "demo.toml")
+    exp = load_experiment(bundled("demo.toml"))
     assert exp.models[0].name == "squeezenet1_1" and set(exp.allocation.methods) == {"uniform", "perimage", "rdo"}
     assert len(list(Path(exp.datasets[0].path).glob("*.jpg"))) == 24
 

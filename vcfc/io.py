@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def bundled(*parts: str) -> Path:
+    """A file or folder shipped inside the package (vcfc/data/...: the demo experiment, 24 Kodak
+    images), found through importlib.resources wherever vcfc is installed."""
+    return Path(os.fspath(resources.files("vcfc").joinpath("data", *parts)))
 
 
 def jsonable(obj: Any) -> Any:

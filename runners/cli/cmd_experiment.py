@@ -12,8 +12,6 @@ from vcfc.runners.grid.executors import EXECUTORS
 
 from .args import EXIT_CODES, add_command, positive
 
-DEMO_TOML = Path(__file__).resolve().parents[2] / "vcfc" / "data" / "demo.toml"
-
 RUN_EPILOG = f"""\
 examples:
   vcfc run experiment.toml --out runs/exp1                 # local process pool
@@ -25,7 +23,7 @@ The experiment is checked before anything runs (codecs, presets, QPs in each cod
 datasets that open, models and layers that exist). Interrupted (Ctrl-C, kill, a crashed worker)?
 Run the same command again: finished rows are kept and not recomputed. Failed tasks and
 unreadable images are recorded as error rows; --retry-errors runs those tasks again. The format
-is documented in docs/experiments.md; `vcfc demo` runs the embedded example (vcfc/data/demo.toml).
+is documented in docs/experiments.md; `vcfc demo` runs the embedded example (the package's data/demo.toml).
 {EXIT_CODES}"""
 
 REPORT_EPILOG = """\
@@ -171,13 +169,13 @@ def print_bd(bd: Any, rate: str = "bpfe") -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     import warnings
 
-    from vcfc.io import jsonable
+    from vcfc.io import bundled, jsonable
     from vcfc.runners.config import load_experiment
     from vcfc.runners.rundir import RunDir
     from vcfc.runners.weights import random_weights_hint, weights_available
 
     positive("--workers", args.workers)
-    exp = load_experiment(DEMO_TOML)
+    exp = load_experiment(bundled("demo.toml"))
     m = exp.models[0]
     if not weights_available(m.name, m.weights):
         warnings.warn(f"{m.name}: no ImageNet weights in $TORCH_HOME — the demo runs with seeded RANDOM weights, "
