@@ -160,8 +160,15 @@ def plan_mosaic(chans: list[Channel], size: TileSize, align: int) -> list[FrameP
     return [_shelf_plan(groups, align)]  # type: ignore[arg-type]
 
 
+def plan_image(chans: list[Channel], size: TileSize, align: int) -> list[FramePlan]:
+    """Layout image is not a plan of feature channels: an RGB picture coded as one colour picture
+    (vcfc.picture; the codec converts it, see vcfc.packing.color)."""
+    raise PackingError("layout image codes one uint8 RGB picture (the network input), not feature channels")
+
+
 LAYOUTS: Registry[Callable[[list[Channel], TileSize, int], list[FramePlan]]] = Registry(
-    "layout", [("mosaic", plan_mosaic), ("mosaic-level", plan_mosaic_level), ("frames", plan_frames)],
+    "layout", [("mosaic", plan_mosaic), ("mosaic-level", plan_mosaic_level), ("frames", plan_frames),
+               ("image", plan_image)],
     error=PackingError)
 
 

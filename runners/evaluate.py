@@ -95,6 +95,11 @@ def _elements(features: Any) -> int:
     return sum(v.numel() for v in features.values()) if isinstance(features, dict) else features.numel()
 
 
+def _raw_bytes(features: Any) -> int:
+    values = features.values() if isinstance(features, dict) else [features]
+    return sum(v.numel() * v.element_size() for v in values)
+
+
 def _to(recon: Any, like: Any) -> Any:
     if isinstance(like, dict):
         return {k: v.to(like[k].device) for k, v in recon.items()}
@@ -171,8 +176,8 @@ def _code(split: Split, ctx: ImageContext, cfg: EvalConfig, ffmpeg: str | None, 
     """One image under one config: (reconstruction on the features' device, row fields)."""
     n = _elements(ctx.features)
     if cfg.spec is None:
-        nbytes = 4 * n  # float32 as sent uncompressed
-        return ctx.features, {"bytes": nbytes, "side_info_bytes": 0, "elements": n, "bpfe": 32.0,
+        nbytes = _raw_bytes(ctx.features)  # sent uncompressed: float32 features, a uint8 picture
+        return ctx.features, {"bytes": nbytes, "side_info_bytes": 0, "elements": n, "bpfe": 8.0 * nbytes / n,
                               "bpp": 8.0 * nbytes / (ctx.input_hw[0] * ctx.input_hw[1])}
     t0 = time.perf_counter()
     data, t = code_image(split, ctx, cfg)

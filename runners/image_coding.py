@@ -14,9 +14,10 @@ import threading
 from typing import Any
 
 import vcfc
-from vcfc.bank import FrameBank
+from vcfc.bank import FrameBank, PictureBank, make_bank
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
+from vcfc.picture import IMAGE_LAYOUT
 from vcfc.sensitivity.allocation import ALLOCATORS, ImageJob
 from vcfc.sensitivity.channel_sweep import ChannelSweep, sweep_function
 from vcfc.sensitivity.distances import get_distance
@@ -36,21 +37,22 @@ class ImageContext:
         self.input_hw = input_hw
         self.ffmpeg = ffmpeg
         self.cores = max(1, cores)  # this image's share: parallel QPs in a bank, or one encoder's threads
-        self.banks: dict[CodingSpec, FrameBank] = {}
+        self.banks: dict[CodingSpec, FrameBank | PictureBank] = {}
 
     def cpu(self) -> Any:
         f = self.features
         return {k: v.detach().cpu() for k, v in f.items()} if isinstance(f, dict) else f.detach().cpu()
 
-    def bank(self, spec: CodingSpec) -> FrameBank:
+    def bank(self, spec: CodingSpec) -> FrameBank | PictureBank:
         if spec not in self.banks:
             # single-threaded encoders, several QPs at once: the bitstream is the same as threaded
-            self.banks[spec] = FrameBank(self.cpu(), spec, ffmpeg=self.ffmpeg, threads=1,
+            self.banks[spec] = make_bank(self.cpu(), spec, ffmpeg=self.ffmpeg, threads=1,
                                          input_size=self.input_hw, workers=self.cores)
         return self.banks[spec]
 
     def bankable(self, spec: CodingSpec) -> bool:
-        return spec.layout == "frames" and CODECS[spec.codec].frames_separable
+        """Whether a bank can code this spec: a picture (layout image), or one picture per channel."""
+        return spec.layout == IMAGE_LAYOUT or (spec.layout == "frames" and CODECS[spec.codec].frames_separable)
 
 
 def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[str, float]]:
@@ -60,8 +62,8 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
     source = alloc.source
     if source == "image" or (spec.uses_qp and ctx.bankable(spec)):
         if not ctx.bankable(spec):
-            raise InputError(f"allocation {cfg.allocation} needs --layout frames and a codec whose pictures can be "
-                             f"re-assembled (got {spec.codec}, {spec.layout})")
+            raise InputError(f"allocation {cfg.allocation} needs --layout frames (or image for the network input) "
+                             f"and a codec whose pictures can be re-assembled (got {spec.codec}, {spec.layout})")
         bank = ctx.bank(spec)
         enc0 = bank.encode_s
         if source == "image":
@@ -104,7 +106,7 @@ def calibrate(split: Split, features: list[Any], spec: CodingSpec, qps: list[int
     """λ per base QP from calibration images' features (C,H,W each): see sensitivity.rdo.calibrate_lambda."""
     if not features:
         raise InputError("rdo: no calibration images to set λ")
-    images = [(f, split.tail_module, FrameBank(f.detach().cpu(), spec, ffmpeg=ffmpeg, workers=2)) for f in features]
+    images = [(f, split.tail_module, make_bank(f.detach().cpu(), spec, ffmpeg=ffmpeg, workers=2)) for f in features]
     out = {}
     for qp in qps:
         lo, hi = spec.qp_limits

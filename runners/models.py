@@ -18,8 +18,8 @@ from torch import nn
 
 from vcfc.errors import InputError
 
-from .presets import PRESETS, presets_of
-from .splits import FeatureDict, Split
+from .presets import INPUT, PRESETS, presets_of
+from .splits import FeatureDict, InputSplit, Split
 from .tasks import Task, task_of_model
 from .weights import WeightsSpec, build_model, load_checkpoint, resolve_weights
 
@@ -63,6 +63,8 @@ def _make_split(model: nn.Module, name: str, at: str, task: Task, transforms: Ca
                 device: torch.device, send_p6: bool = True) -> Split:
     if not isinstance(at, str) or not at:
         raise InputError("the split point must be a non-empty string (preset or module path)")
+    if at == INPUT:  # before the network, for every model: the remote-inference anchor
+        return InputSplit(model, name, at, INPUT, transforms, device, task=task.name, forward=task.run_model)
     return task.make_split(model, name, at, presets_of(name).get(at, at), transforms, device, send_p6=send_p6)
 
 
@@ -84,7 +86,7 @@ def list_models(input_hw: tuple[int, int] = (224, 224)) -> list[dict[str, Any]]:
         model, transforms = build_model(name, None, meta=True)
         task = task_of_model(model)
         enum = torchvision.models.get_model_weights(name)
-        entries = []
+        entries = [{"name": INPUT, "module": "(the uint8 network input)", "shape": [3, *input_hw]}]
         for preset in presets:
             s = _make_split(model, name, preset, task, transforms, torch.device("meta"))
             shape = s.feature_shapes(input_hw)

@@ -55,6 +55,10 @@ PRESETS: dict[str, dict[str, str]] = {
     "keypointrcnn_resnet50_fpn": _RCNN_FPN,
 }
 
+# The cut before the network, which every model has: features = the uint8 network input (the image
+# as the network sees it), coded as a picture: the remote-inference anchor.
+INPUT = "input"
+
 # torchvision keys of the FPN levels -> the names used in papers and in .vcfc files
 FPN_NAMES: dict[str, str] = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "p6"}
 

@@ -399,3 +399,85 @@ class RCNNSplit(Split):
 
     def feature_shapes(self, input_hw: tuple[int, int]) -> dict[str, Shape]:
         return super().feature_shapes(input_hw)   # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------- the network input
+
+class UInt8Input:
+    """PIL image -> the uint8 (3, H, W) network input: the model transforms' resize and centre
+    crop, without their float conversion and normalisation (torchvision's ImageClassification,
+    SemanticSegmentation and ObjectDetection presets; any transform without those attributes
+    gives the picture as it is)."""
+
+    def __init__(self, transforms: Callable) -> None:
+        self.resize = getattr(transforms, "resize_size", None)
+        self.crop = getattr(transforms, "crop_size", None)
+        self.interpolation = getattr(transforms, "interpolation", torchvision.transforms.InterpolationMode.BILINEAR)
+        self.antialias = getattr(transforms, "antialias", True)
+        mean, std = getattr(transforms, "mean", None), getattr(transforms, "std", None)
+        self.normalize = None if mean is None or std is None else (list(mean), list(std))
+
+    def __call__(self, img: Any) -> Tensor:
+        tf = torchvision.transforms.functional
+        if self.resize:
+            img = tf.resize(img, self.resize, interpolation=self.interpolation, antialias=self.antialias)
+        if self.crop:
+            img = tf.center_crop(img, self.crop)
+        return tf.pil_to_tensor(img)
+
+
+class RemoteTail(nn.Module):
+    """uint8 network input -> the task output: the float conversion and normalisation the
+    transforms would have done, then the whole network (``forward``: the task's way to run it)."""
+
+    def __init__(self, model: nn.Module, normalize: tuple[list[float], list[float]] | None,
+                 forward: Callable[[nn.Module, Tensor], Any]) -> None:
+        super().__init__()
+        self.model = model
+        self._forward = forward
+        self.normalize = normalize is not None
+        if normalize is not None:
+            self.register_buffer("mean", torch.tensor(normalize[0]).view(1, -1, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(normalize[1]).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Any:
+        x = x.float() / 255.0  # what convert_image_dtype does to uint8 (also for codec output as float)
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        return self._forward(self.model, x)
+
+
+class InputSplit(Split):
+    """The cut before the network (`at="input"`), for every model: the remote-inference anchor.
+
+    head = the preprocessing up to the uint8 network input (resize and crop: the split's
+    `transforms`, applied when images are loaded), so the features are that RGB picture;
+    tail = normalisation + the whole network. Coded with layout image (one colour picture), it is
+    what sending the image instead of features costs.
+    """
+
+    def __init__(self, model: nn.Module, model_name: str, at: str, module_path: str, transforms: Callable,
+                 device: torch.device, task: str | None = None,
+                 forward: Callable[[nn.Module, Tensor], Any] = lambda m, x: m(x)) -> None:
+        front = UInt8Input(transforms)
+        super().__init__(model, model_name, at, "input", front, device, task)
+        self.tail_module = RemoteTail(model, front.normalize, forward).to(device).eval()
+
+    def _run_head(self, x: Any, record: bool = True) -> Any:
+        return x
+
+    def head(self, images: Tensor | Sequence[Tensor]) -> Tensor | list[Tensor]:
+        self.last_meta = {}
+        if isinstance(images, Tensor):
+            return (images[None] if images.dim() == 3 else images).to(self.device)
+        return [torch.as_tensor(i).to(self.device) for i in images]
+
+    def tail(self, features: Tensor | Sequence[Tensor], meta: Mapping[str, Any] | None = None) -> Any:
+        with torch.no_grad():
+            if isinstance(features, Tensor):
+                return self.tail_module(features.to(self.device))
+            return [out for f in features for out in _as_list(self.tail_module(f[None].to(self.device)))]
+
+
+def _as_list(out: Any) -> list[Any]:
+    return list(out) if isinstance(out, list) else [out]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.segmentation.deeplabv3 import DeepLabV3
@@ -44,6 +44,10 @@ class Task:
                    device: torch.device, send_p6: bool = True) -> Split:
         """The model cut at ``module_path`` (``at``: what the user asked for)."""
         return self.split_class(model, name, at, module_path, transforms, device, task=self.name)
+
+    def run_model(self, model: nn.Module, x: Tensor) -> Any:
+        """The whole network on a normalised float batch: this task's output (the `input` split's tail)."""
+        return model(x)
 
     def default_transforms(self) -> Callable:
         """Preprocessing when the weights carry none (random init, checkpoint)."""
@@ -103,6 +107,9 @@ class Segmentation(Task):
     model_types = (FCN, DeepLabV3)
     split_class = SegmentationSplit
 
+    def run_model(self, model, x):
+        return model(x)["out"]  # the per-pixel logits at input resolution (the aux head not run)
+
     def default_transforms(self) -> Callable:
         return torchvision.models.segmentation.FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1.transforms()
 
@@ -138,6 +145,9 @@ class Detection(Task):
     model_types = (FasterRCNN, GeneralizedRCNN)
     extra_iou_types: tuple[tuple[str, str], ...] = ()  # (COCO iou type, detection key)
     split_class = RCNNSplit
+
+    def run_model(self, model, x):
+        return model(list(x))  # R-CNN takes a list of [0, 1] images and normalises them itself
 
     def make_split(self, model, name, at, module_path, transforms, device, send_p6=True):
         if module_path not in ("backbone", "fpn"):

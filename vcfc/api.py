@@ -21,6 +21,7 @@ from .errors import CodecError, EncoderMissingError, FormatError
 from .features import from_arrays
 from .ffmpeg import children_stopped_on_interrupt
 from .header import ParsedHeader, parse_header
+from .picture import IMAGE_LAYOUT, NAME, PictureMeta, encode_picture, from_rgb, picture_qp
 from .spec import CodingSpec
 
 Progress = Callable[[str, int, int], None]  # (stage, streams done, streams in all)
@@ -60,6 +61,8 @@ def encode(
     overrides = {k: v for k, v in (("codec", codec), ("quant", quant), ("bits", bits), ("layout", layout),
                                    ("preset", preset), ("reorder", reorder)) if v is not None}
     spec = replace(spec or CodingSpec(), **overrides).checked()
+    if spec.layout == IMAGE_LAYOUT:  # an RGB picture, not features: one colour picture, one QP
+        return encode_picture(features, spec, picture_qp(spec, qp, channel_qps), ffmpeg=ffmpeg, threads=threads)
     backend = spec.backend(ffmpeg, threads)
     clock = _Clock(timings)
     if progress:
@@ -94,6 +97,9 @@ def decode(data: bytes, *, ffmpeg: str | None = None, timings: dict[str, float] 
     clock = _Clock(timings)
     parsed, codes = _decode_codes(data, ffmpeg, progress, threads)
     clock.lap("decode")
+    if parsed.image is not None:  # a picture: its RGB pixels in the shape and kind given
+        rgb = np.moveaxis(codes[NAME], 0, -1).astype(np.uint8)
+        return from_rgb(rgb, PictureMeta(parsed.tensors[0].meta.shape, parsed.image["order"], parsed.tensors[0].meta.kind))
     if progress:
         progress("dequantize", 0, 1)
     out = {}
@@ -108,7 +114,8 @@ def decode(data: bytes, *, ffmpeg: str | None = None, timings: dict[str, float] 
 
 
 def decode_codes(data: bytes, *, ffmpeg: str | None = None) -> dict[str, np.ndarray]:
-    """Decode to the quantized integer codes (C×H×W uint16 per tensor), before dequantization."""
+    """Decode to the quantized integer codes (C×H×W uint16 per tensor), before dequantization
+    (a picture: its R, G, B pixels as 3×H×W)."""
     return _decode_codes(data, ffmpeg, None, None)[1]
 
 
@@ -117,6 +124,8 @@ def decode_frames(data: bytes, *, ffmpeg: str | None = None) -> list[np.ndarray]
     them (layout, padding and all): what a report shows as "the coded frames"."""
     c = container.read(data)
     parsed = parse_header(c)
+    if parsed.image is not None:  # one picture: (1, H, W, 3) RGB
+        return [np.moveaxis(_picture_codes(parsed, c, ffmpeg, None), 0, -1)[None]]
     backend = CodingSpec(parsed.codec).backend(ffmpeg)
     out = []
     for i, (s, payload) in enumerate(zip(parsed.streams, c.payloads)):
@@ -154,6 +163,8 @@ def inspect(data: bytes) -> dict[str, Any]:
         "reordered": parsed.order is not None,
         "vcfc_version": parsed.writer_version,
     }
+    if parsed.image is not None:
+        info["color"] = parsed.image["color"]
     if parsed.input_hw is not None:
         h, w = parsed.input_hw
         info["input_hw"] = [h, w]
@@ -165,6 +176,8 @@ def _decode_codes(data: bytes, ffmpeg: str | None, progress: Progress | None,
                   threads: int | None) -> tuple[ParsedHeader, dict[str, np.ndarray]]:
     c = container.read(data)
     parsed = parse_header(c)
+    if parsed.image is not None:
+        return parsed, {NAME: _picture_codes(parsed, c, ffmpeg, threads)}
     shapes = {t.meta.name: t.chw for t in parsed.tensors}
     order = parsed.order or {name: list(range(s[0])) for name, s in shapes.items()}
     jobs = stream_jobs(shapes, order, parsed.qps, parsed.layout, parsed.align)
@@ -193,6 +206,20 @@ def _decode_codes(data: bytes, ffmpeg: str | None, progress: Progress | None,
         if int(q.max(initial=0)) > limit:
             raise FormatError(f"tensor {name!r}: decoded codes exceed {parsed.bits} bits")
     return parsed, codes
+
+
+def _picture_codes(parsed: ParsedHeader, c: container.Container, ffmpeg: str | None,
+                   threads: int | None) -> np.ndarray:
+    """The decoded picture of a layout-image file as 3×H×W uint16 (R, G, B)."""
+    height, width = parsed.input_hw
+    backend = CodingSpec(parsed.codec).backend(ffmpeg, threads)
+    try:
+        rgb = backend.decode_image(c.payloads[0], height, width)
+    except EncoderMissingError:
+        raise
+    except CodecError as exc:
+        raise FormatError(f"undecodable picture ({exc})") from None
+    return np.moveaxis(rgb, -1, 0).astype(np.uint16)
 
 
 def _map(fn: Callable[[int], bytes], n: int, workers: int | None, stage: str, progress: Progress | None) -> list[bytes]:

@@ -1,5 +1,6 @@
 """FrameBank: one image's features coded at several QPs, picture by picture, so that a file with
 ANY per-channel QP vector is assembled from pictures already coded, without the encoder.
+(PictureBank: the same for one RGB picture, layout image, whose QP vector is one QP.)
 
 With layout "frames" every channel is its own all-intra picture, independent of the others: the
 picture of channel c at QP q is the same whichever other channels share its stream. The bank
@@ -20,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from .coding import Quantized, build_container, quantize_features, resolve_qps, 
 from .errors import InputError
 from .features import from_arrays
 from .ffmpeg import children_stopped_on_interrupt
+from .picture import IMAGE_LAYOUT, from_rgb, picture_file, picture_qp, to_rgb
 from .spec import CodingSpec
 
 Channel = tuple[str, int]
@@ -147,3 +150,89 @@ class FrameBank:
         return {"encodes": self.encodes, "encoded_pictures": self.encoded_pictures, "encode_s": self.encode_s,
                 "qps_coded": sorted(self.codes)}
 
+
+
+@dataclass(frozen=True)
+class PictureCodes:
+    """What searches read of a banked picture (the `q` of a FrameBank): one tensor of 3·H·W."""
+    shapes: dict[str, tuple[int, int, int]]
+    single: bool = True
+
+    @property
+    def elements(self) -> int:
+        return sum(int(np.prod(s)) for s in self.shapes.values())
+
+
+class PictureBank:
+    """One RGB picture (layout image) coded at the QPs asked so far: the frame bank of a picture.
+
+    A picture has one QP, so a "QP vector" is uniform (an int, or three equal values); the
+    per-image searches that only move the whole picture's QP (rdo-uniform, λ calibration) use
+    it exactly as they use a FrameBank.
+    """
+
+    def __init__(self, image: Any, spec: CodingSpec, *, ffmpeg: str | None = None, threads: int | None = None,
+                 input_size: tuple[int, int] | None = None, workers: int = 1) -> None:
+        self.spec = spec.checked()
+        if self.spec.layout != IMAGE_LAYOUT:
+            raise InputError(f"a picture bank codes layout image, not {self.spec.layout}")
+        self.backend = self.spec.backend(ffmpeg, threads)
+        self.rgb, self.meta = to_rgb(image)
+        h, w, _ = self.rgb.shape
+        self.q = PictureCodes({"x": (3, h, w)})
+        self.workers = max(1, workers)
+        self.payloads: dict[int, bytes] = {}
+        self.decoded: dict[int, np.ndarray] = {}
+        self.encodes = 0
+        self.encoded_pictures = 0
+        self.encode_s = 0.0
+
+    def _qp(self, qps: int | QPs | Sequence[int]) -> int:
+        if isinstance(qps, (int, np.integer)):
+            return picture_qp(self.spec, int(qps), None)
+        return picture_qp(self.spec, None, dict(qps) if isinstance(qps, Mapping) else list(qps))
+
+    def ensure(self, needs: Mapping[int, Iterable[Channel] | None]) -> None:
+        """Code the picture at every QP of ``needs`` not coded yet (in parallel)."""
+        todo = [q for q in (self._qp(int(q)) for q in needs) if q not in self.payloads]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+
+        def code(qp: int) -> tuple[int, bytes, np.ndarray]:
+            payload = self.backend.encode_image(self.rgb, qp, self.spec.preset)
+            return qp, payload, self.backend.decode_image(payload, *self.rgb.shape[:2])
+
+        if self.workers > 1 and len(todo) > 1:
+            with ThreadPoolExecutor(min(self.workers, len(todo))) as pool, children_stopped_on_interrupt():
+                done = list(pool.map(code, todo))
+        else:
+            done = [code(q) for q in todo]
+        for qp, payload, rgb in done:
+            self.payloads[qp], self.decoded[qp] = payload, rgb
+        self.encodes += len(todo)
+        self.encoded_pictures += len(todo)
+        self.encode_s += time.perf_counter() - t0
+
+    def assemble(self, qps: int | QPs | Sequence[int]) -> bytes:
+        qp = self._qp(qps)
+        self.ensure({qp: None})
+        return picture_file(self.rgb.shape[:2], self.meta, self.spec, self.backend, qp, self.payloads[qp])
+
+    def size(self, qps: int | QPs | Sequence[int]) -> int:
+        return len(self.assemble(qps))
+
+    def reconstruct(self, qps: int | QPs | Sequence[int]) -> Any:
+        """The picture decoding assemble(qps) gives, in the shape and kind of the input."""
+        qp = self._qp(qps)
+        self.ensure({qp: None})
+        return from_rgb(self.decoded[qp], self.meta)
+
+    def stats(self) -> dict[str, Any]:
+        return {"encodes": self.encodes, "encoded_pictures": self.encoded_pictures, "encode_s": self.encode_s,
+                "qps_coded": sorted(self.payloads)}
+
+
+def make_bank(features: Any, spec: CodingSpec, **kwargs: Any) -> FrameBank | PictureBank:
+    """The bank a spec codes with: a PictureBank for layout image, else a FrameBank (layout frames)."""
+    return (PictureBank if spec.layout == IMAGE_LAYOUT else FrameBank)(features, spec, **kwargs)

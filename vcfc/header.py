@@ -14,13 +14,14 @@ from .codecs import CODECS
 from .container import MAX_ELEMENTS, Container
 from .errors import FormatError
 from .features import TensorMeta
+from .picture import IMAGE_LAYOUT, NAME
 
 
 @dataclass
 class TensorEntry:
     meta: TensorMeta
     chw: tuple[int, int, int]
-    params: QuantParams
+    params: QuantParams | None  # None: a picture (layout image), not quantized features
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ParsedHeader:
     order: dict[str, list[int]] | None
     input_hw: tuple[int, int] | None
     writer_version: str
+    image: dict[str, Any] | None = None  # layout image: the picture's order and colour conversion
 
 
 def parse_header(c: Container) -> ParsedHeader:
@@ -52,6 +54,8 @@ def parse_header(c: Container) -> ParsedHeader:
     layout = _get(h, "layout", str)
     if layout not in LAYOUTS:
         raise FormatError(f"unknown layout {layout!r}")
+    if layout == IMAGE_LAYOUT:
+        return _parse_picture(h, c, name, bits)
     align = _get(h, "align", int)
     if not 1 <= align <= 256:
         raise FormatError(f"bad alignment {align}")
@@ -117,6 +121,37 @@ def parse_header(c: Container) -> ParsedHeader:
         input_hw=input_hw,
         writer_version=str(h.get("vcfc", "?")),
     )
+
+
+def _parse_picture(h: dict, c: Container, codec: str, bits: int) -> ParsedHeader:
+    """The header of a picture file (layout image): one RGB picture, one stream, one QP."""
+    cls = CODECS[codec]
+    img = _get(h, "image", dict)
+    height, width = _get(img, "height", int), _get(img, "width", int)
+    if not (0 < height <= 1 << 15 and 0 < width <= 1 << 15) or bits != 8:
+        raise FormatError("bad picture size or bit depth")
+    shape = _get(img, "shape", list)
+    order, kind = _get(img, "order", str), _get(img, "kind", str)
+    forms = {"chw": ([3, height, width], [1, 3, height, width]), "hwc": ([height, width, 3],)}
+    if order not in forms or shape not in forms[order] or kind not in ("torch", "numpy"):
+        raise FormatError("bad picture shape, order or kind")
+    color = _get(img, "color", dict)
+    if color != cls.color() or _get(h, "align", int) != cls.image_align:
+        raise FormatError(f"picture coded other than {codec} codes pictures ({cls.image_format})")
+    qps = _get(h, "qps", dict).get(NAME)
+    lo, hi = cls.qp_range
+    if not (isinstance(qps, list) and len(qps) == 3 and all(_is_int(v) and lo <= v <= hi for v in qps)
+            and len(set(qps)) == 1):
+        raise FormatError("bad picture QP")
+    streams = _get(h, "streams", list)
+    ch, cw = cls.image_size(height, width)
+    if streams != [{"qp": qps[0], "frames": 1, "height": ch, "width": cw}] or len(c.payloads) != 1:
+        raise FormatError("a picture file holds one stream of one picture")
+    return ParsedHeader(
+        tensors=[TensorEntry(TensorMeta(NAME, shape, "uint8", kind), (3, height, width), None)], single=True,
+        codec=codec, preset=_get(_get(h, "codec", dict), "preset", str), bits=8, layout=IMAGE_LAYOUT,
+        align=cls.image_align, quant="none", qps={NAME: qps}, streams=streams, order=None,
+        input_hw=(height, width), writer_version=str(h.get("vcfc", "?")), image={"order": order, "color": color})
 
 
 def _tensor(t: Any, arrays: dict[str, np.ndarray], bits: int) -> TensorEntry:

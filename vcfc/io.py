@@ -16,6 +16,7 @@ import numpy as np
 from .errors import InputError
 
 FEATURE_SUFFIXES = (".npy", ".safetensors")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")  # read/written with Pillow
 
 
 @contextmanager
@@ -80,6 +81,8 @@ def load_features(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if path.suffix.lower() in PICTURE_SUFFIXES:
+        return load_picture(path)
     if path.suffix == ".npy":
         try:
             # allow_pickle=False: a .npy from elsewhere must never run code.
@@ -97,12 +100,44 @@ def load_features(path: str | Path) -> Any:
         if not tensors:
             raise InputError(f"{path}: the .safetensors file holds no tensors")
         return dict(tensors)
-    raise InputError(f"{path}: features must be .npy or .safetensors")
+    raise InputError(f"{path}: features must be .npy or .safetensors (a picture: {', '.join(PICTURE_SUFFIXES)})")
+
+
+def load_picture(path: str | Path) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB (what layout image codes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"), np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{path}: not a readable picture ({_short(exc)})") from None
+
+
+def save_picture(path: str | Path, picture: Any) -> None:
+    """Write a uint8 RGB picture ((H, W, 3), or (3, H, W) as torch gives it) as PNG/JPEG/…, atomically."""
+    from PIL import Image
+
+    arr = picture.detach().cpu().numpy() if hasattr(picture, "detach") else np.asarray(picture)
+    arr = arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
+    if arr.dtype != np.uint8 or arr.ndim != 3 or 3 not in (arr.shape[0], arr.shape[-1]):
+        raise InputError(f"{path}: only a uint8 RGB picture can be written as {Path(path).suffix}; "
+                         f"this holds {arr.dtype} {list(arr.shape)} (write .npy or .safetensors)")
+    rgb = arr if arr.shape[-1] == 3 else np.moveaxis(arr, 0, -1)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(Path(path).suffix.lower(),
+                                                                               Path(path).suffix[1:].upper())
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(tmp, format=fmt)
 
 
 def save_features(path: str | Path, features: Any) -> None:
-    """Write features as .npy (one tensor) or .safetensors (a dict, or one tensor named "x"), atomically."""
+    """Write features as .npy (one tensor) or .safetensors (a dict, or one tensor named "x"), a
+    picture as an image file (by suffix), atomically."""
     path = Path(path)
+    if path.suffix.lower() in PICTURE_SUFFIXES:
+        save_picture(path, features)
+        return
     if path.suffix == ".npy":
         if isinstance(features, dict):
             raise InputError(f"{path}: the file holds {len(features)} tensors; write .safetensors instead of .npy")
@@ -120,7 +155,7 @@ def save_features(path: str | Path, features: Any) -> None:
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp))
         return
-    raise InputError(f"{path}: output must end in .npy or .safetensors")
+    raise InputError(f"{path}: output must end in .npy or .safetensors (a picture: {', '.join(PICTURE_SUFFIXES)})")
 
 
 def load_qps(path: str | Path) -> list[int]:

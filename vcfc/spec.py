@@ -37,6 +37,8 @@ class CodingSpec:
         LAYOUTS.get(self.layout)
         REORDERS.get(self.reorder)
         cls.check_bits(self.bits)
+        if self.layout == "image" and self.bits != 8:
+            raise InputError(f"layout image codes 8-bit RGB pictures, not {self.bits}-bit")
         if self.bits not in BIT_DEPTHS:  # a codec could claim a depth the quantizers lack
             raise InputError(f"the quantizers code {'/'.join(map(str, BIT_DEPTHS))}-bit, not {self.bits!r}")
         return replace(self, preset=cls.check_preset(self.preset))
@@ -61,7 +63,9 @@ class CodingSpec:
         return qp
 
     def label(self) -> str:
-        """Short id of the spec, e.g. ``x265/fast/minmax/8b/frames``."""
+        """Short id of the spec, e.g. ``x265/fast/minmax/8b/frames`` (a picture: ``x265/fast/image``)."""
+        if self.layout == "image":  # no quantizer: the pixels are the codes
+            return "/".join([self.codec, self.preset or "default", self.layout])
         parts = [self.codec, self.preset or "default", self.quant, f"{self.bits}b", self.layout]
         if self.reorder != "none":
             parts.append(self.reorder)

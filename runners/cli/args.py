@@ -52,7 +52,9 @@ def coding_flags(p: argparse.ArgumentParser, *, default_layout: str = "mosaic", 
     p.add_argument("--preset", help="encoder preset (default: the codec's; see the list below)")
     p.add_argument("--quant", default="minmax", choices=QUANTIZERS, help="default: minmax")
     p.add_argument("--bits", type=int, default=8, choices=BIT_DEPTHS, help="quantizer bit depth (default 8)")
-    p.add_argument("--layout", default=default_layout, choices=LAYOUTS, help=f"default: {default_layout}")
+    p.add_argument("--layout", choices=LAYOUTS, help=f"default: {default_layout} (image: an RGB picture, "
+                                                     f"e.g. the network input; --layer input codes that way)")
+    p.set_defaults(default_layout=default_layout)
     p.add_argument("--reorder", default="none", choices=REORDERS, help="channel order before packing (default none)")
 
 
@@ -60,7 +62,7 @@ def spec_from(args: argparse.Namespace) -> CodingSpec | None:
     """The CodingSpec the flags describe (None for --codec none), validated."""
     if args.codec == "none":
         return None
-    return CodingSpec(codec=args.codec, quant=args.quant, bits=args.bits, layout=args.layout,
+    return CodingSpec(codec=args.codec, quant=args.quant, bits=args.bits, layout=args.layout or args.default_layout,
                       preset=args.preset, reorder=args.reorder).checked()
 
 

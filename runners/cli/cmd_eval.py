@@ -10,6 +10,7 @@ from typing import Any
 
 from vcfc.errors import InputError
 from vcfc.runners.kinds import KINDS
+from vcfc.runners.presets import INPUT
 from vcfc.sensitivity.allocation import ALLOCATORS, Target, selectable_allocators
 
 from .args import EXIT_CODES, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, positive, spec_from
@@ -210,8 +211,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from vcfc.runners.evaluate import eval_config, evaluate_batch
     from vcfc.runners.tasks import summarize
 
+    if args.layer == INPUT:  # the network input is a picture: coded as one (the image anchor)
+        if args.layout not in (None, "image"):
+            raise InputError(f"--layer input is the RGB network input: it is coded with --layout image, not {args.layout}")
+        args.layout = "image"
     spec = spec_from(args)
-    method = ALLOCATORS[args.allocation]
+    method = ALLOCATORS.get(args.allocation)
     if spec is not None and spec.uses_qp and args.qp is None and args.channel_qps is None:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
     if spec is not None and args.qp is not None:

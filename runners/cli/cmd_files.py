@@ -11,7 +11,7 @@ import vcfc
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.ffmpeg import capabilities, find_ffmpeg
-from vcfc.io import atomic_write, load_features, load_qps, save_features
+from vcfc.io import FEATURE_SUFFIXES, PICTURE_SUFFIXES, atomic_write, load_features, load_qps, save_features
 
 from .args import StageProgress, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, spec_from
 
@@ -21,9 +21,11 @@ examples:
   vcfc encode fpn.safetensors fpn.vcfc --codec vvenc --qp 37 --layout mosaic-level
   vcfc encode feat.npy feat.vcfc --channel-qps qps.txt --quant zscore --bits 10 --layout frames
   vcfc encode feat.npy feat.vcfc --codec av1 --qp 32 --input-size 224x224
+  vcfc encode photo.png photo.vcfc --layout image --codec x265 --qp 32     # a picture, YUV 4:2:0
 
 IN is a .npy array (C×H×W, 1×C×H×W or H×W; never unpickled) or a .safetensors file of named
-tensors (e.g. an FPN pyramid p2..p5). QPs: --qp N gives every channel the same QP;
+tensors (e.g. an FPN pyramid p2..p5); with --layout image, a picture (.png, .jpg, …, or a
+uint8 RGB .npy) coded as one colour picture. QPs: --qp N gives every channel the same QP;
 --channel-qps FILE gives one integer per line, one line per channel (tensors in file order).
 
 codecs:
@@ -32,6 +34,8 @@ codecs:
 layouts:  mosaic        channels tiled into one near-square frame (pyramids: one frame for all levels)
           mosaic-level  one mosaic frame per tensor
           frames        one frame per channel (channel-as-frame, as in Hu et al.): per-channel QPs exact
+          image         an RGB picture as one colour picture: YUV 4:2:0 BT.601 full range (x265, AV1
+                        8-bit, VVenC 10-bit), JFIF 4:2:0 (jpeg), R/G/B 4:4:4 (lossless: exact pixels)
 quantizers: minmax (per tensor), minmax-channel, log (heavy-tailed ReLU features), zscore
 Progress is shown on stderr for work longer than a few seconds (a terminal only; --quiet: never).
 """
@@ -40,6 +44,7 @@ DECODE_EPILOG = """\
 examples:
   vcfc decode feat.vcfc restored.npy
   vcfc decode fpn.vcfc restored.safetensors     # a file of several tensors needs .safetensors
+  vcfc decode photo.vcfc photo-decoded.png       # a picture (layout image) as an image file
 
 The output has the shape and dtype the features had when encoded (bf16 is kept in .safetensors).
 """
@@ -50,7 +55,8 @@ examples:
   vcfc info feat.vcfc --json | python -c "import json,sys; print(json.load(sys.stdin)['bpfe'])"
 
 bpfe = bits per feature element, counting every byte of the file (header and side information
-included); bpp = bits per pixel of the network input (when encode got --input-size).
+included); bpp = bits per pixel of the network input (when encode got --input-size), or of the
+picture itself (layout image).
 """
 
 DOCTOR_EPILOG = """\
@@ -97,6 +103,11 @@ def register(sub: Any) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
+    picture = Path(args.input).suffix.lower() in PICTURE_SUFFIXES
+    if picture and args.layout not in (None, "image"):
+        raise InputError(f"{args.input} is a picture: it is coded with --layout image, not {args.layout}")
+    if picture:
+        args.layout = "image"
     spec = spec_from(args)
     if args.qp is None and args.channel_qps is None and spec.uses_qp:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
@@ -104,20 +115,27 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if not Path(args.output).parent.is_dir():  # say so before coding, not after
         raise InputError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
     input_size = parse_hw(args.input_size) if args.input_size else None
+    if spec.layout == "image" and input_size is not None:
+        raise InputError("--input-size is for features: a picture's own size gives its bits per pixel")
     with StageProgress(args.quiet) as progress:
         data = vcfc.encode(features, qp=args.qp, channel_qps=load_qps(args.channel_qps) if args.channel_qps else None,
                            spec=spec, input_size=input_size, ffmpeg=args.ffmpeg, progress=progress)
     atomic_write(args.output, data)  # never leave a half-written .vcfc behind
     info = vcfc.inspect(data)
-    print(f"{args.output}: {info['bytes']} bytes ({info['side_info_bytes']} side info), {info['bpfe']:.4f} bits/element")
+    rate = (f"{info['bpp']:.4f} bits/pixel ({info['input_hw'][0]}×{info['input_hw'][1]})" if spec.layout == "image"
+            else f"{info['bpfe']:.4f} bits/element")
+    print(f"{args.output}: {info['bytes']} bytes ({info['side_info_bytes']} side info), {rate}")
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
     data = _read_bytes(args.input)
     out = Path(args.output)
-    if out.suffix not in (".npy", ".safetensors"):
-        raise InputError(f"{out}: output must end in .npy or .safetensors")
+    if out.suffix not in FEATURE_SUFFIXES and out.suffix.lower() not in PICTURE_SUFFIXES:
+        raise InputError(f"{out}: output must end in .npy or .safetensors (a picture: {', '.join(PICTURE_SUFFIXES)})")
+    info = vcfc.inspect(data)
+    if out.suffix.lower() in PICTURE_SUFFIXES and info["layout"] != "image":
+        raise InputError(f"{out}: {args.input} holds features, not a picture: write .npy or .safetensors")
     if not out.parent.is_dir():  # say so before decoding, not after
         raise InputError(f"{out}: the folder {out.parent} does not exist")
     with StageProgress(args.quiet) as progress:
@@ -133,6 +151,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     qps = sorted({q for v in info["channel_qps"].values() for q in v})
     print(f"file        {args.input}")
+    if "color" in info:  # a picture (layout image)
+        c = info["color"]
+        h, w = info["input_hw"]
+        print(f"codec       {info['codec']} (preset {info['preset']}), layout image: one RGB picture as {c['format']} "
+              f"({c['matrix']}, {c['range']} range, {c['chroma']})")
+        print(f"picture     {h}×{w}, QP {qps[0]}")
+        print(f"bytes       {info['bytes']} ({info['side_info_bytes']} side info, {info['payload_bytes']} payload)")
+        print(f"rate        {info['bpp']:.4f} bits/pixel")
+        return 0
     print(f"codec       {info['codec']} (preset {info['preset']}), {info['bits']}-bit, quant {info['quant']}, layout {info['layout']}")
     for name, shape in info["shapes"].items():
         print(f"tensor      {name}: {'×'.join(map(str, shape))} {info['dtypes'][name]}")

@@ -1,4 +1,8 @@
-"""The Codec interface, the input checks every backend shares, and the ffmpeg-encoder template."""
+"""The Codec interface, the input checks every backend shares, and the ffmpeg-encoder template.
+
+A codec codes two kinds of picture: gray frames of feature codes (``encode``/``decode``, what
+every layout but ``image`` produces) and one RGB picture (``encode_image``/``decode_image``, the
+``image`` layout: the network input coded the way image anchors are, in ``image_format``)."""
 
 from __future__ import annotations
 
@@ -6,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from vcfc.packing.color import COLOR_FORMATS, check_rgb, pad_to, rgb_to_yuv420, yuv420_to_rgb
+
 from ..errors import CodecError, InputError
 from ..ffmpeg import find_ffmpeg, library_version, require_encoder, run_ffmpeg
-from .pyav import decode_video
+from .pyav import decode_planes, decode_video
 
 
 class Codec:
@@ -32,6 +38,8 @@ class Codec:
     frames_separable: bool = True  # split_frames/join_frames can re-assemble any subset of pictures
     version_pattern: str | None = None  # how the encoder logs its library version when opened
     probe_pix_fmt: str | None = None    # a pixel format it accepts, for that probe
+    image_format: str = "yuv420p"  # how an RGB picture is coded (vcfc.packing.color.COLOR_FORMATS)
+    image_align: int = 8  # picture sides are edge-padded to a multiple of this, cropped after decoding
 
     @classmethod
     def library_version(cls, ffmpeg_path: str) -> str | None:
@@ -70,6 +78,32 @@ class Codec:
 
     def decode(self, payload: bytes, n: int, height: int, width: int, bits: int) -> np.ndarray:
         raise NotImplementedError
+
+    # -- one RGB picture (layout image) ----------------------------------------------------
+    def encode_image(self, rgb: np.ndarray, qp: int, preset: str | None = None) -> bytes:
+        """The payload of one (H, W, 3) uint8 RGB picture coded at ``qp`` in ``image_format``."""
+        raise CodecError(f"codec {self.name} cannot code pictures")
+
+    def decode_image(self, payload: bytes, height: int, width: int) -> np.ndarray:
+        """The (height, width, 3) uint8 RGB picture of an ``encode_image`` payload."""
+        raise CodecError(f"codec {self.name} cannot decode pictures")
+
+    @classmethod
+    def image_size(cls, height: int, width: int) -> tuple[int, int]:
+        """The coded size of a height × width picture (padded to ``image_align``)."""
+        a = cls.image_align
+        return -(-height // a) * a, -(-width // a) * a
+
+    @classmethod
+    def color(cls) -> dict[str, str]:
+        """What the header says about how pictures are coded: format, matrix, range, chroma."""
+        return {"format": cls.image_format, **COLOR_FORMATS.get(cls.image_format)}
+
+    def check_qp(self, qp: int) -> None:
+        if self.uses_qp:
+            lo, hi = self.qp_range
+            if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)) or not lo <= qp <= hi:
+                raise InputError(f"codec {self.name}: qp must be an integer in [{lo}, {hi}], got {qp!r}")
 
     # -- per-picture structure ------------------------------------------------------------
     def split_frames(self, payload: bytes, n: int) -> tuple[bytes, list[bytes]]:
@@ -121,10 +155,7 @@ class Codec:
             raise InputError(f"codec {self.name}: frame size {h}x{w} is not a multiple of {self.align}")
         if int(frames.max()) >= 1 << bits:
             raise InputError(f"codec {self.name}: frame values reach {int(frames.max())}, above {bits}-bit")
-        if self.uses_qp:
-            lo, hi = self.qp_range
-            if isinstance(qp, bool) or not isinstance(qp, (int, np.integer)) or not lo <= qp <= hi:
-                raise InputError(f"codec {self.name}: qp must be an integer in [{lo}, {hi}], got {qp!r}")
+        self.check_qp(qp)
         return self.check_preset(preset)
 
     def check_decode_args(self, n: int, height: int, width: int, bits: int) -> None:
@@ -164,13 +195,60 @@ class FfmpegCodec(Codec):
         """Codes from decoded luma samples."""
         return luma
 
-    def ffmpeg_args(self, n: int, height: int, width: int, bits: int, qp: int, preset: str) -> list[str]:
-        """ffmpeg arguments (after the binary and BASE_ARGS): rawvideo on stdin -> stream on stdout."""
+    def ffmpeg_args(self, n: int, height: int, width: int, bits: int, qp: int, preset: str,
+                    pix_fmt: str | None = None, extra: dict[str, Any] | None = None) -> list[str]:
+        """ffmpeg arguments (after the binary and BASE_ARGS): rawvideo on stdin -> stream on stdout.
+        ``pix_fmt``: the raw input's format (default: the gray one of ``bits``); ``extra``: more
+        output options (a picture's colour signalling)."""
         import ffmpeg as ffmpeg_python  # ffmpeg-python; imported here: ~35 ms that decoding never needs
 
-        src = ffmpeg_python.input("pipe:", format="rawvideo", pix_fmt=self.pix_fmt(bits), s=f"{width}x{height}", framerate=25)
-        out = src.output("pipe:", format=self.muxer, vcodec=self.encoder, **{"frames:v": n}, **self.encoder_options(bits, qp, preset))
+        src = ffmpeg_python.input("pipe:", format="rawvideo", pix_fmt=pix_fmt or self.pix_fmt(bits),
+                                  s=f"{width}x{height}", framerate=25)
+        out = src.output("pipe:", format=self.muxer, vcodec=self.encoder, **{"frames:v": n},
+                         **self.encoder_options(bits, qp, preset), **(extra or {}))
         return out.get_args()
+
+    # -- one RGB picture ---------------------------------------------------------------------
+    def image_pix_fmt(self) -> str:
+        """The rawvideo format an RGB picture is fed in (and decoded to)."""
+        return self.image_format
+
+    def image_planes(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The planes of an (aligned) RGB picture in ``image_pix_fmt`` order."""
+        if self.image_format == "gbrp":
+            return [rgb[..., 1], rgb[..., 2], rgb[..., 0]]  # ffmpeg's gbrp: G, B, R
+        return list(rgb_to_yuv420(rgb))
+
+    def raw_planes(self, planes: list[np.ndarray]) -> bytes:
+        return b"".join(np.ascontiguousarray(p, np.uint8).tobytes() for p in planes)
+
+    def rgb_of_planes(self, planes: list[np.ndarray]) -> np.ndarray:
+        if self.image_format == "gbrp":
+            g, b, r = (p.astype(np.uint8) for p in planes)
+            return np.stack([r, g, b], axis=-1)
+        return yuv420_to_rgb(*(p.astype(np.uint8) for p in planes))
+
+    def encode_image(self, rgb: np.ndarray, qp: int, preset: str | None = None) -> bytes:
+        preset = self.check_preset(preset)
+        self.check_qp(qp)
+        try:
+            rgb = pad_to(check_rgb(rgb), self.image_align)
+        except ValueError as exc:
+            raise InputError(f"codec {self.name}: {exc}") from None
+        path = self.ffmpeg
+        require_encoder(path, self.encoder)
+        h, w, _ = rgb.shape
+        color = {"color_range": "pc", "colorspace": "rgb" if self.image_format == "gbrp" else "smpte170m"}
+        args = self.ffmpeg_args(1, h, w, 8, qp, preset, pix_fmt=self.image_pix_fmt(), extra=color)
+        payload = self.clean_stream(run_ffmpeg(path, args, self.raw_planes(self.image_planes(rgb))))
+        if not payload:
+            raise CodecError(f"{self.encoder} returned an empty stream for a {h}x{w} picture")
+        return payload
+
+    def decode_image(self, payload: bytes, height: int, width: int) -> np.ndarray:
+        ch, cw = self.image_size(height, width)
+        planes = decode_planes(payload, self.packets(payload), self.decoder, ch, cw, self.image_pix_fmt(), self.threads)
+        return self.rgb_of_planes(planes)[:height, :width]
 
     def encode(self, frames: np.ndarray, bits: int, qp: int, preset: str | None = None) -> bytes:
         preset = self.check_encode_args(frames, bits, qp, preset)

@@ -14,7 +14,9 @@ import struct
 import numpy as np
 from PIL import Image
 
-from ..errors import CodecError
+from vcfc.packing.color import check_rgb
+
+from ..errors import CodecError, InputError
 from .base import Codec
 
 
@@ -28,6 +30,29 @@ class JpegCodec(Codec):
     presets = ("optimized", "baseline")
     default_preset = "optimized"
     qp_range = (0, 99)
+    image_format = "jpeg"  # Pillow's (libjpeg's) JFIF YCbCr 4:2:0, as image anchors are coded
+    image_align = 1
+
+    def encode_image(self, rgb: np.ndarray, qp: int, preset: str | None = None) -> bytes:
+        preset = self.check_preset(preset)
+        self.check_qp(qp)
+        buf = io.BytesIO()
+        try:
+            Image.fromarray(check_rgb(rgb), "RGB").save(buf, "JPEG", quality=100 - int(qp), subsampling=2,
+                                                        optimize=preset == "optimized")
+        except ValueError as exc:
+            raise InputError(f"codec {self.name}: {exc}") from None
+        return buf.getvalue()
+
+    def decode_image(self, payload: bytes, height: int, width: int) -> np.ndarray:
+        try:
+            with Image.open(io.BytesIO(payload), formats=["JPEG"]) as im:
+                im.load()
+                if im.mode != "RGB" or im.size != (width, height):
+                    raise CodecError(f"jpeg picture is {im.mode} {im.size[1]}x{im.size[0]}, expected RGB {height}x{width}")
+                return np.asarray(im, np.uint8)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise CodecError(f"jpeg picture undecodable: {exc}") from None
 
     def encode(self, frames: np.ndarray, bits: int, qp: int, preset: str | None = None) -> bytes:
         preset = self.check_encode_args(frames, bits, qp, preset)

@@ -1,11 +1,18 @@
-"""Decode HEVC / VVC / AV1 elementary streams in-process with PyAV; return the luma plane as uint16."""
+"""Decode HEVC / VVC / AV1 elementary streams in-process with PyAV: the luma plane of gray
+pictures as uint16, or every plane of a colour picture."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import av
 import numpy as np
 
 from ..errors import CodecError, EncoderMissingError
+
+_8BIT = ("gray", "yuv420p", "yuvj420p", "gbrp")
+_16BIT = ("gray10le", "yuv420p10le")
+_FULL_RANGE = {"yuvj420p": "yuv420p"}  # a full-range flag in the stream: the same samples
 
 
 def decode_video(payload: bytes, packets: list[bytes] | None, codec: str, n: int, height: int, width: int,
@@ -18,10 +25,27 @@ def decode_video(payload: bytes, packets: list[bytes] | None, codec: str, n: int
     must fail loudly: the container's CRC already passed, so this is the last line).
     ``pix_fmt`` is the format the encoder was fed; a different one means a foreign payload.
     """
+    out = np.empty((n, height, width), np.uint16)
+    for i, frame in enumerate(_frames(payload, packets, codec, n, height, width, pix_fmt, threads)):
+        out[i] = _plane(frame.planes[0], height, width, frame.format.name)
+    return out
+
+
+def decode_planes(payload: bytes, packets: list[bytes] | None, codec: str, height: int, width: int, pix_fmt: str,
+                  threads: int | None = None) -> list[np.ndarray]:
+    """Every plane (uint16, each at its own size: 4:2:0 chroma is half) of the one colour picture
+    in ``payload``; checks as decode_video."""
+    (frame,) = list(_frames(payload, packets, codec, 1, height, width, pix_fmt, threads))
+    return [_plane(p, p.height, p.width, frame.format.name) for p in frame.planes]
+
+
+def _frames(payload: bytes, packets: list[bytes] | None, codec: str, n: int, height: int, width: int, pix_fmt: str,
+            threads: int | None) -> Iterator[av.VideoFrame]:
+    """The ``n`` decoded pictures, each checked for size and pixel format."""
     if codec not in av.codecs_available:
         raise EncoderMissingError(f"PyAV's libav has no {codec} decoder; install a PyAV built with it")
-    out = np.empty((n, height, width), np.uint16)
     got = 0
+    decoded = []
     try:
         with av.logging.Capture():  # keep libav's error chatter off the user's terminal
             ctx = av.CodecContext.create(codec, "r")
@@ -35,26 +59,29 @@ def decode_video(payload: bytes, packets: list[bytes] | None, codec: str, n: int
             for frame in [f for p in packets for f in ctx.decode(p)] + list(ctx.decode(None)):
                 if got >= n:
                     raise CodecError(f"{codec} payload holds more than the {n} pictures expected")
-                out[got] = _luma(frame, codec, height, width, pix_fmt)
+                _check(frame, codec, height, width, pix_fmt)
+                decoded.append(frame)
                 got += 1
     except av.FFmpegError as exc:
         raise CodecError(f"{codec} decode failed: {exc}") from None
     if got != n:
         raise CodecError(f"{codec} payload decoded to {got} pictures, expected {n}")
-    return out
+    yield from decoded
 
 
-def _luma(frame: av.VideoFrame, codec: str, height: int, width: int, pix_fmt: str) -> np.ndarray:
+def _check(frame: av.VideoFrame, codec: str, height: int, width: int, pix_fmt: str) -> None:
     if (frame.height, frame.width) != (height, width):
         raise CodecError(f"{codec} picture is {frame.height}x{frame.width}, expected {height}x{width}")
-    fmt = frame.format.name
+    fmt = _FULL_RANGE.get(frame.format.name, frame.format.name)
     if fmt != pix_fmt:
         raise CodecError(f"{codec} picture is {fmt}, expected {pix_fmt}")
-    plane = frame.planes[0]
-    if fmt in ("gray", "yuv420p", "yuvj420p"):
-        a = np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, :width]
-    elif fmt in ("gray10le", "yuv420p10le"):
-        a = np.frombuffer(plane, "<u2").reshape(height, plane.line_size // 2)[:, :width]
+
+
+def _plane(plane: av.video.plane.VideoPlane, height: int, width: int, fmt: str) -> np.ndarray:
+    if fmt in _8BIT:
+        a = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:height, :width]
+    elif fmt in _16BIT:
+        a = np.frombuffer(plane, "<u2").reshape(-1, plane.line_size // 2)[:height, :width]
     else:
-        raise CodecError(f"{codec} decoded to unexpected pixel format {fmt}")
+        raise CodecError(f"decoded to unexpected pixel format {fmt}")
     return a.astype(np.uint16)

@@ -81,6 +81,16 @@ class VvencCodec(FfmpegCodec):
             return np.minimum((luma + (1 << (self.shift8 - 1))) >> self.shift8, 255).astype(np.uint16)
         return luma
 
+    # an RGB picture: 4:2:0 planes in 10 bits, 8-bit values shifted like the codes above
+    def image_pix_fmt(self) -> str:
+        return "yuv420p10le"
+
+    def raw_planes(self, planes: list[np.ndarray]) -> bytes:
+        return b"".join((p.astype("<u2") << self.shift8).tobytes() for p in planes)
+
+    def rgb_of_planes(self, planes: list[np.ndarray]) -> np.ndarray:
+        return super().rgb_of_planes([self.from_luma(p, 8) for p in planes])
+
     def split_frames(self, payload: bytes, n: int) -> tuple[bytes, list[bytes]]:
         prefix, frames = split_pictures(payload, VVC)
         return prefix, self._check_count(frames, n)

@@ -68,6 +68,7 @@ class LosslessCodec(X265Codec):
     description = "HEVC (libx265) lossless, all-intra, 4:0:0: decoded codes equal the input"
     uses_qp = False  # qp is ignored
     default_preset = "medium"
+    image_format = "gbrp"  # pictures as R, G, B planes, 4:4:4: lossless returns the exact pixels
 
     def x265_params(self, qp: int) -> str:
         return f"lossless=1:{COMMON}{self._thread_params()}"
