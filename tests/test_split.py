@@ -157,11 +157,40 @@ def test_split_by_name_and_list_models() -> None:
     rows = {r["model"]: r for r in list_models((224, 224))}
     assert set(rows) == set(PRESETS)
     for name, shapes in SHAPES_224.items():
-        got = {p["name"]: tuple(p["shape"]) for p in rows[name]["presets"]}
+        first, *presets = rows[name]["presets"]
+        assert first["name"] == "input" and first["shape"] == [3, 224, 224]  # every model: the network input
+        got = {p["name"]: tuple(p["shape"]) for p in presets}
         assert got == shapes, name
-        assert [p["module"] for p in rows[name]["presets"]] == [PRESETS[name][k] for k in shapes]
+        assert [p["module"] for p in presets] == [PRESETS[name][k] for k in shapes]
     fpn = rows["maskrcnn_resnet50_fpn"]
-    assert fpn["task"] == "instance" and {k: tuple(v) for k, v in fpn["presets"][0]["shape"].items()} == FPN_224
+    assert fpn["task"] == "instance" and {k: tuple(v) for k, v in fpn["presets"][1]["shape"].items()} == FPN_224
+
+
+# ----------------------------------------------------------------- the input split
+
+@pytest.mark.parametrize("name, other", [("squeezenet1_1", "pool1"), ("fcn_resnet50", "layer1"),
+                                         ("fasterrcnn_resnet50_fpn", "fpn")])
+def test_the_input_split_is_the_whole_network_on_the_uint8_picture(name: str, other: str) -> None:
+    """head = resize/crop to the uint8 network input; tail = normalisation + the network: together
+    bit-identical to the model on the usual float transforms, for every task."""
+    from PIL import Image
+
+    from vcfc.io import bundled
+
+    kw = {"model_kwargs": {"min_size": 160, "max_size": 240}} if "rcnn" in name else {}
+    sp, ref = split(name, "input", weights=None, **kw), split(name, other, weights=None, **kw)
+    assert sp.task == ref.task and sp.module_path == "input"
+    img = Image.open(bundled("kodak", "kodim03.jpg")).convert("RGB").resize((192, 128))
+    x8, xf = sp.transforms(img), ref.transforms(img)
+    assert x8.dtype == torch.uint8 and x8.shape == xf.shape
+    head = sp.head(x8[None])
+    assert torch.equal(head[0], x8)  # the features ARE the picture
+    out = sp.tail(head)
+    want = ref.tail(ref.head(xf[None] if "rcnn" not in name else [xf]))
+    if isinstance(out, list):
+        assert len(out) == 1 and torch.equal(out[0]["boxes"], want[0]["boxes"])
+    else:
+        assert torch.equal(out, want)
 
 
 # ----------------------------------------------------------------- segmentation
