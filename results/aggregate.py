@@ -18,7 +18,10 @@ from vcfc.errors import InputError
 
 from .bdrate import DEFAULT_MIN_OVERLAP, DEFAULT_N_BOOT, DEFAULT_SEED, bd_rate_bootstrap, mean_ci
 
-RATES = ("bpfe", "bpp")
+RATES = ("bpfe", "bpp", "bytes")  # bytes: of the whole file per image, the axis across split points
+# what differs between split points (and is coded differently: features vs the image) but is
+# compared on one rate axis when the anchor is a layer, e.g. "input:uniform"
+SPLIT_COLUMNS = ("layer", "layout", "quant", "bits")
 # per-image 0/1 (or fractional) scores: a point is their mean
 LINEAR_QUALITIES = ("fidelity", "top1", "top5")
 # qualities a point can have: kl_db = -10·log10(mean output_kl) is computed from the mean KL
@@ -32,6 +35,11 @@ MEAN_COLUMNS = ("bpfe", "bpp", "bytes", "side_info_bytes", "mean_qp", *LINEAR_QU
 BD_COLUMNS = ("config", "anchor", "allocation", "model", "layer", "codec", "preset", "quant", "bits", "layout",
               "rate", "quality", "n_images", "points", "bd_rate", "bd_rate_ci_low", "bd_rate_ci_high",
               "bd_quality", "nan_resamples", "n_boot", "reason")
+
+
+def point_column(rate: str) -> str:
+    """The column of ``points()`` that holds a rate axis (bytes are averaged as bytes_per_image)."""
+    return "bytes_per_image" if rate == "bytes" else rate
 
 
 def kl_db(mean_kl):
@@ -131,24 +139,43 @@ def _names(values, limit: int = 12) -> str:
     return ", ".join(v[:limit]) + (f", … ({len(v)} in all)" if len(v) > limit else "") if v else "none"
 
 
+def layer_anchor(anchor: str) -> tuple[str, str] | None:
+    """(layer, allocation) of an anchor written ``layer:allocation`` (e.g. ``input:uniform``)."""
+    layer, sep, method = anchor.partition(":")
+    return (layer, method) if sep and layer and method else None
+
+
 def _anchor_of(cfgs: pd.DataFrame, anchor: str, family: list[str], config: str) -> dict[str, str | None]:
     """Map each config to its anchor config (None when its family has none).
 
-    Raises InputError when ``anchor`` is neither a config id nor an allocation of the rows.
+    ``anchor``: a config id, an allocation (compared within the family), or ``layer:allocation``
+    (every split point of a model against that layer's allocation: the family without the layer
+    and how it is coded). Raises InputError when it names nothing in the rows.
     """
-    configs = cfgs[[config, *family, *(["allocation"] if "allocation" in cfgs else [])]]
+    cols = [config, *family, *[c for c in ("allocation", "layer") if c in cfgs and c not in family]]
+    configs = cfgs[cols]
     configs = configs[configs[config].notna()].drop_duplicates(config)
     ids = set(configs[config].astype(str))
     if anchor in ids:
         return {str(c): anchor for c in configs[config]}
     allocations = set(configs["allocation"].dropna().astype(str)) if "allocation" in configs else set()
-    if anchor not in allocations:
+    split = layer_anchor(anchor)
+    if split is not None:
+        layers = set(configs["layer"].dropna().astype(str)) if "layer" in configs else set()
+        if split[0] not in layers or split[1] not in allocations:
+            raise InputError(f"anchor {anchor!r}: no layer {split[0]!r} with allocation {split[1]!r} in these rows "
+                             f"(layers {_names(layers)}; allocations {_names(allocations)})")
+        family = [c for c in family if c not in SPLIT_COLUMNS]
+        match = (configs["layer"].astype(str) == split[0]) & (configs["allocation"].astype(str) == split[1])
+    elif anchor not in allocations:
         raise InputError(f"anchor {anchor!r} is neither an allocation of these rows ({_names(allocations)}) "
-                         f"nor a config id ({_names(ids)})")
+                         f"nor a config id ({_names(ids)}) nor a layer:allocation")
+    else:
+        match = configs["allocation"].astype(str) == anchor
     out: dict[str, str | None] = {}
     groups = configs.groupby(family, dropna=False) if family else [((), configs)]
     for _, fam in groups:
-        anchors = fam.loc[fam["allocation"].astype(str) == anchor, config].astype(str).tolist()
+        anchors = fam.loc[match.loc[fam.index], config].astype(str).tolist()
         for c in fam[config].astype(str):
             out[c] = sorted(anchors)[0] if anchors else None  # several: the first id, deterministically
     return out
@@ -186,14 +213,18 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
     ``seed``; see ``bdrate.bd_rate_bootstrap``), ``bd_quality`` (quality gained at equal rate),
     ``nan_resamples``, ``n_boot`` and ``reason`` (why a value or the interval is NaN).
 
-    ``anchor`` is a config id (one anchor for all) or an allocation name: then each config is
+    ``anchor`` is a config id (one anchor for all), an allocation name: then each config is
     compared with the config of that allocation in its family (same model/layer/codec/preset/…;
-    ``family`` overrides the columns); anything else raises InputError. ``rate`` is one rate
-    column or several. Qualities: fidelity, kl_db (``-10·log10`` of the mean output_kl at each
+    ``family`` overrides the columns), or ``layer:allocation`` (e.g. ``input:uniform``, the coded
+    image): then every split point of a model is compared with that one, on the file's bytes
+    (bpfe is left out: split points differ in elements); anything else raises InputError.
+    ``rate`` is one rate column or several. Qualities: fidelity, kl_db (``-10·log10`` of the mean output_kl at each
     point), top1, top5 — those with data. Passing ``points()`` output instead of rows still
     gives the BD-rates, without intervals (``reason`` says so).
     """
     rates = [rate] if isinstance(rate, str) else list(rate)
+    if layer_anchor(anchor) is not None:  # split points differ in elements: only the file's bytes compare
+        rates = [r for r in rates if r != "bpfe"] or ["bytes"]
     per_image = "image_id" in rows and "qp" in rows
     if not per_image and "n" not in rows:
         raise ValueError("bd_table needs the per-image rows (image_id, config, qp, …)")

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from vcfc.errors import InputError
+from vcfc.picture import INPUT_LAYER as INPUT
 
 from . import aggregate, plots
 from .bdrate import DEFAULT_N_BOOT, DEFAULT_SEED
@@ -239,7 +240,9 @@ def _definitions(doc: _Doc, rate: str, qualities: Sequence[str], n_boot: int, se
         ("bpfe", "bits per feature element: 8 × every byte of the .vcfc file (video and side information) ÷ "
                  "feature elements (C·H·W) at the split layer."),
         ("bpp", f"the same bits ÷ pixels of the network input. The page shows {rate}; `bd.csv` and "
-                f"`points.csv` have both."),
+                f"`points.csv` have every rate axis."),
+        ("bytes", "bytes per image: the whole .vcfc file (for the `input` layer, the coded picture of the network "
+                  "input). The axis on which split points, and features against the image, compare."),
         ("QP", "codec quantisation parameter (higher = coarser, fewer bits); points are labelled with the base QP, "
                "around which per-channel allocations set each channel's QP."),
         ("BD-rate", "Bjøntegaard delta rate: mean rate difference (%) against the anchor at equal quality over "
@@ -294,9 +297,15 @@ def _bd_section(doc: _Doc, rows: pd.DataFrame, anchor: str, rate: str, rate_axes
         return pd.DataFrame(columns=list(aggregate.BD_COLUMNS))
     shown = bd[bd["rate"] == rate] if len(bd) else bd
     anchors = sorted({str(a) for a in shown["anchor"].dropna()}) if len(shown) else []
-    how = (f"every configuration against configuration {labels.get(anchor, anchor)}" if anchor in labels else
-           f"every configuration against the '{anchor}' allocation of its family (same model, layer, codec, "
-           f"preset, quantiser, bits and layout)")
+    split = aggregate.layer_anchor(anchor)
+    if anchor in labels:
+        how = f"every configuration against configuration {labels.get(anchor, anchor)}"
+    elif split is not None:
+        how = (f"every configuration against '{split[1]}' at layer '{split[0]}' of the same model and codec "
+               f"(split points compared on the bytes of their files)")
+    else:
+        how = (f"every configuration against the '{anchor}' allocation of its family (same model, layer, codec, "
+               f"preset, quantiser, bits and layout)")
     doc.para(f"BD-rate on {rate} ({method}) of {how}, with its {CI_PERCENT} % bootstrap interval and the number "
              f"of images n; negative = fewer bits at equal quality. Anchor curve(s): "
              f"{', '.join(labels.get(a, a) for a in anchors) or 'none'}.")
@@ -345,7 +354,7 @@ def _curves_section(doc: _Doc, rows: pd.DataFrame, pts: pd.DataFrame, rate: str,
         for q in qualities:
             if q not in CURVE_QUALITIES or q not in fp or not fp[q].notna().any():
                 continue
-            fig = plots.plot_rate_quality(fp, rate=rate, quality=q, labels=labels,
+            fig = plots.plot_rate_quality(fp, rate=aggregate.point_column(rate), quality=q, labels=labels,
                                           title=f"{where}: {QUALITY_NAMES[q]} vs {rate}")
             common_txt = f" Every curve is {common}/…; the legend names the rest." if common else ""
             n_q = _images_with(_ok_rows(fam_rows), q)
@@ -358,6 +367,74 @@ def _curves_section(doc: _Doc, rows: pd.DataFrame, pts: pd.DataFrame, rate: str,
                                             f"images; point labels: base QP.")
 
 
+def _layers(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Layers with results, per model."""
+    ok = _ok_rows(rows)
+    if not {"model", "layer"} <= set(ok.columns):
+        return {}
+    return {str(m): sorted({str(x) for x in d["layer"].dropna()}) for m, d in ok.groupby("model")}
+
+
+def _image_anchor_section(doc: _Doc, rows: pd.DataFrame, method: str, min_overlap: float | None, n_boot: int,
+                          seed: int) -> None:
+    """When a run coded the network input (layer `input`) beside features: every split point
+    against coding the image, on bytes per image (bd_vs_image.csv)."""
+    layers = _layers(rows)
+    if not any(INPUT in ls and len(ls) > 1 for ls in layers.values()):
+        return
+    doc.heading("Sending features or the image (remote inference)")
+    allocations = set(_ok_rows(rows).loc[rows["layer"].astype(str) == INPUT, "allocation"].astype(str))
+    anchors = [f"{INPUT}:{a}" for a in ("uniform", "rdo-uniform") if a in allocations]
+    kw = {} if min_overlap is None else {"min_overlap": min_overlap}
+    tables = [aggregate.bd_table(rows, anchor=a, rate="bytes", method=method, n_boot=n_boot, seed=seed, **kw)
+              for a in anchors]
+    bd = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else pd.DataFrame()
+    doc.para("BD-rate on bytes per image of every split point against coding the network input itself (layer "
+             "`input`: the 224×224 RGB picture the network sees, coded as one YUV 4:2:0 picture with the same codec) "
+             "— what sending features costs next to sending the image and running the whole network on the server. "
+             "Negative = the features need fewer bytes at equal quality. Anchors: "
+             + ", ".join(f"`{a}`" for a in anchors) + ".")
+    if bd.empty:
+        doc.para("No comparison: the split points and the image share no quality range.")
+        pd.DataFrame(columns=list(aggregate.BD_COLUMNS)).to_csv(doc.out_dir / "bd_vs_image.csv", index=False)
+        return
+    shown = bd[bd["quality"].isin(["fidelity", "kl_db"])]
+    view = pd.DataFrame({
+        "split point": [f"{r['layer']} · {r['allocation']}" for r in shown.to_dict("records")],
+        "against": [str(a).split("/")[-1] for a in shown["anchor"]],
+        "quality": [QUALITY_NAMES.get(str(q), str(q)) for q in shown["quality"]],
+        f"BD-rate vs image [{CI_PERCENT} % CI]": [bd_text(r, with_n=False) for r in shown.to_dict("records")],
+        "n": shown["n_images"].astype(int).to_numpy(),
+        "verdict": [_verdict(r, f"{r['layer']} {r['allocation']}", "the image") for r in shown.to_dict("records")],
+    })
+    doc.table(view, "bd_vs_image.csv", full=bd, text_cols=("split point", "against", "quality", "verdict"))
+
+
+def _split_points_section(doc: _Doc, rows: pd.DataFrame, pts: pd.DataFrame, qualities: Sequence[str],
+                          extras: Mapping[str, Any]) -> None:
+    """Per model with several layers: every (layer, allocation) on one axis, bytes per image."""
+    layers = _layers(rows)
+    if not any(len(ls) > 1 for ls in layers.values()) or "bytes_per_image" not in pts:
+        return
+    doc.heading("Split points on one axis: bytes per image")
+    for model, ls in layers.items():
+        if len(ls) < 2:
+            continue
+        fam = _ok_rows(rows)[rows["model"].astype(str) == model]
+        info = fam.drop_duplicates("config")
+        labels = {str(c): f"{lay} · {a}" for c, lay, a in zip(info["config"], info["layer"], info["allocation"])}
+        fp = pts[pts["config"].astype(str).isin(labels)]
+        ctx = _context(fam, extras)
+        for q in qualities:
+            if q not in ("fidelity", "kl_db") or q not in fp or not fp[q].notna().any():
+                continue
+            fig = plots.plot_rate_quality(fp, rate="bytes_per_image", quality=q, labels=labels,
+                                          title=f"{model}: {QUALITY_NAMES[q]} vs bytes per image, every split point")
+            doc.figure(fig, f"splits_{q}_{model}", f"{QUALITY_NAMES[q]} vs bytes per image of {model} at "
+                       f"{', '.join(ls)} (input = the coded network input). {_context_caption(ctx)}. Error bars: "
+                       f"{CI_PERCENT} % CI of the mean over images; point labels: base QP.", wide=True)
+
+
 def _points_section(doc: _Doc, pts: pd.DataFrame, rate: str, qualities: Sequence[str],
                     labels: Mapping[str, str]) -> None:
     doc.heading("Rate–quality points")
@@ -365,7 +442,8 @@ def _points_section(doc: _Doc, pts: pd.DataFrame, rate: str, qualities: Sequence
     n = d["images"] if "images" in d else d["n"]
     view = pd.DataFrame({"configuration": [labels.get(str(c), str(c)) for c in d["config"]],
                          "QP": d["qp"].to_numpy(), "n": n.astype(int).to_numpy()})
-    view[rate] = [_num(v, ".4g") for v in d[rate]] if rate in d else "—"
+    col = aggregate.point_column(rate)
+    view[rate] = [_num(v, ".4g") for v in d[col]] if col in d else "—"
     for q in qualities:
         if q in d and q in CURVE_QUALITIES:
             fmt = ".1f" if q == "kl_db" else ".3f"
@@ -555,13 +633,17 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, anchor: str = "uniform
     ids = _values(_ok_rows(rows) if usable else rows, "config")
     labels = plots.short_labels(ids)[0] if ids else {}
     if usable:
-        rate_axes = [r for r in dict.fromkeys([rate, *aggregate.RATES]) if r in pts and pts[r].notna().any()]
+        rate_axes = [r for r in dict.fromkeys([rate, *aggregate.RATES])
+                     if aggregate.point_column(r) in pts and pts[aggregate.point_column(r)].notna().any()]
         if rate not in rate_axes:
             doc.banner(f"The rows have no rate column {rate!r}: no BD-rates or curves.", warn=True)
         else:
             _bd_section(doc, rows, anchor, rate, rate_axes, method, min_overlap, n_boot, seed, labels)
+            if aggregate.layer_anchor(anchor) is None:
+                _image_anchor_section(doc, rows, method, min_overlap, n_boot, seed)
             _curves_section(doc, rows, pts, rate, qualities, extras)
-        _points_section(doc, pts, rate if rate in pts else (rate_axes or ["bpfe"])[0], qualities, labels)
+            _split_points_section(doc, rows, pts, qualities, extras)
+        _points_section(doc, pts, rate if rate in rate_axes else (rate_axes or ["bpfe"])[0], qualities, labels)
         _timings_section(doc, rows, labels)
     else:  # the files exist in every case, for scripts that read them
         pd.DataFrame(columns=list(aggregate.BD_COLUMNS)).to_csv(out_dir / "bd.csv", index=False)

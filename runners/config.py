@@ -56,6 +56,7 @@ from vcfc.sensitivity.options import RdoSettings
 from vcfc.spec import CodingSpec
 
 from .grid.executors import EXECUTORS
+from .presets import INPUT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -145,6 +146,20 @@ class Experiment:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def specs(self, layer: str) -> list[CodingSpec]:
+        """How ``layer``'s features are coded: the [coding] grid, or for the network input
+        (layer ``input``) one picture per codec (layout image; quantizers and layouts do not apply)."""
+        if layer != INPUT:
+            return self.coding.specs()
+        return [CodingSpec(codec=c, layout="image", preset=self.coding.presets.get(c)) for c in self.coding.codecs]
+
+    def methods(self, layer: str) -> list[str]:
+        """The allocation methods that apply to ``layer``: a picture has one QP, so the input gets
+        no per-channel method (uniform and rdo-uniform are its per-image rate control)."""
+        if layer != INPUT:
+            return list(self.allocation.methods)
+        return [m for m in self.allocation.methods if not ALLOCATORS.get(m).per_channel]
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -33,6 +33,7 @@ from .grid.run_grid import GridResult, run_grid
 from .grid.worker import worker_cache
 from .image_coding import calibrate
 from .models import Split, meta_split, split
+from .presets import INPUT
 from .rundir import RunDir, write_manifest
 from .tasks import get_task
 
@@ -140,16 +141,15 @@ def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> 
         return cached
     _calibrate_lambdas(exp, run)
     out: dict[str, list[int]] = {}
-    profile_methods = [m for m in exp.allocation.methods if ALLOCATORS.get(m).source == "profile"]
-    if profile_methods:
-        for m in exp.models:
-            for layer in m.layers:
-                for spec in exp.coding.specs():
-                    profile = _profile(exp, m.name, m.weights, layer, spec, run, progress)
-                    for method in profile_methods:
-                        for qp in exp.coding.qps:
-                            qps, _ = allocate_from_profile(method, profile, qp, exp.allocation.qp_range, spec.qp_limits)
-                            out[alloc_key(m.name, layer, spec, method, qp)] = [int(v) for v in qps]
+    for m in exp.models:
+        for layer in m.layers:
+            profile_methods = [k for k in exp.methods(layer) if ALLOCATORS.get(k).source == "profile"]
+            for spec in exp.specs(layer) if profile_methods else []:
+                profile = _profile(exp, m.name, m.weights, layer, spec, run, progress)
+                for method in profile_methods:
+                    for qp in exp.coding.qps:
+                        qps, _ = allocate_from_profile(method, profile, qp, exp.allocation.qp_range, spec.qp_limits)
+                        out[alloc_key(m.name, layer, spec, method, qp)] = [int(v) for v in qps]
     _save_sample(exp, run)
     run.write_json(run.allocations_path, out)
     return out
@@ -158,16 +158,20 @@ def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> 
 def _calibrate_lambdas(exp: Experiment, run: RunDir) -> None:
     """λ of the closed-loop search at every (model, layer, codec, layout, qp): minus the slope of the
     uniform KL–rate curve there, on the calibration (profile) images, never on evaluated ones."""
-    methods = [m for m in exp.allocation.methods if ALLOCATORS.get(m).needs_lambda]
-    if not methods or run.read_json(run.lambdas_path) is not None:
+    if not any(ALLOCATORS.get(m).needs_lambda for m in exp.allocation.methods):
+        return
+    if run.read_json(run.lambdas_path) is not None:
         return
     out: dict[str, float] = {}
     settings = exp.allocation.rdo_settings()
     for m in exp.models:
         for layer in m.layers:
+            methods = [k for k in exp.methods(layer) if ALLOCATORS.get(k).needs_lambda]
+            if not methods:
+                continue
             sp = cached_split(m.name, m.weights, layer, exp.run.device)
             features = list(calibration_features(exp, sp)[0])
-            for spec in exp.coding.specs():
+            for spec in exp.specs(layer):
                 for qp, lam in calibrate(sp, features, spec, exp.coding.qps, settings).items():
                     for method in methods:
                         out[alloc_key(m.name, layer, spec, method, qp)] = lam
@@ -211,9 +215,11 @@ def _save_sample(exp: Experiment, run: RunDir) -> None:
     """The pictures the first evaluated image's features were really coded as, at the middle QP
     (uniform), for the report: what the codec saw, named by image, codec, layout and QP."""
     try:
-        m, spec = exp.models[0], exp.coding.specs()[0]
+        m = exp.models[0]
+        layer = next((x for x in m.layers if x != INPUT), m.layers[0])  # feature pictures, if any
+        spec = exp.specs(layer)[0]
         qp = sorted(exp.coding.qps)[len(exp.coding.qps) // 2]
-        sp = cached_split(m.name, m.weights, m.layers[0], exp.run.device)
+        sp = cached_split(m.name, m.weights, layer, exp.run.device)
         d = exp.datasets[0]
         ds = open_dataset(d.path, kind=d.kind, transform=sp.transforms, limit=d.limit)
         index = _eval_range(exp, 0, len(ds)).start
@@ -222,7 +228,7 @@ def _save_sample(exp: Experiment, run: RunDir) -> None:
         one = {k: v[0].cpu() for k, v in feats.items()} if isinstance(feats, dict) else feats[0].cpu()
         frames = decode_frames(encode(one, qp=qp, spec=spec))
         np.savez_compressed(run.sample_path, frames=frames[0], bits=spec.bits, qp=qp, image=sample.image_id,
-                            label=spec.label(), layout=spec.layout, model=m.name, layer=m.layers[0])
+                            label=spec.label(), layout=spec.layout, model=m.name, layer=layer)
     except Exception as exc:  # noqa: BLE001 - a missing picture must not stop the run
         warnings.warn(f"no sample frame for the report: {exc}", stacklevel=2)
 
@@ -248,8 +254,8 @@ def build_tasks(exp: Experiment, allocations: dict[str, list[int]], lambdas: dic
 def _configs(exp: Experiment, model: str, layer: str, allocations: dict[str, list[int]],
              lambdas: dict[str, float]) -> list[dict[str, Any]]:
     out = []
-    for spec in exp.coding.specs():
-        for method in exp.allocation.methods:
+    for spec in exp.specs(layer):
+        for method in exp.methods(layer):
             for qp in exp.coding.qps:
                 key = alloc_key(model, layer, spec, method, qp)
                 cfg = eval_config(spec, method, qp, exp.allocation, channel_qps=allocations.get(key),

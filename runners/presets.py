@@ -7,6 +7,8 @@ listed in docs/splits.md and checked by tests/test_split.py.
 
 from __future__ import annotations
 
+from vcfc.picture import INPUT_LAYER
+
 _VGG16 = {
     # Hu et al. / Chen et al.: "convN" = output of conv block N (last conv+ReLU before the
     # pool), "poolN" = output of the max-pool that closes block N.
@@ -57,7 +59,7 @@ PRESETS: dict[str, dict[str, str]] = {
 
 # The cut before the network, which every model has: features = the uint8 network input (the image
 # as the network sees it), coded as a picture: the remote-inference anchor.
-INPUT = "input"
+INPUT = INPUT_LAYER
 
 # torchvision keys of the FPN levels -> the names used in papers and in .vcfc files
 FPN_NAMES: dict[str, str] = {"0": "p2", "1": "p3", "2": "p4", "3": "p5", "pool": "p6"}

@@ -160,7 +160,8 @@ class Allocator:
     ``fn(profile, qp_base, qp_range, qp_limits, target) -> (QPs, note)``, for "image"
     ``fn(ImageJob) -> QPs``. options: the configuration options it reads (``qp_range``, rdo's
     settings and ``lam``). needs_lambda: one λ per run, calibrated on held-out images first.
-    selectable: offered by `--allocation` and experiment `methods` ("file" is chosen by
+    per_channel: it gives channels QPs of their own (so it needs one picture per channel; a
+    picture, layout image, has one QP). selectable: offered by `--allocation` and experiment `methods` ("file" is chosen by
     `vcfc eval --channel-qps`).
     """
 
@@ -170,6 +171,7 @@ class Allocator:
     fn: str = ""
     options: tuple[str, ...] = ()
     needs_lambda: bool = False
+    per_channel: bool = False
     selectable: bool = True
 
     def function(self) -> Callable[..., Any]:
@@ -193,13 +195,13 @@ ALLOCATORS: Registry[Allocator] = Registry("allocation", [(a.name, a) for a in (
     Allocator("uniform", "none", "every channel at the base QP (the unified-QP anchor)"),
     Allocator("file", "fixed", "the QPs of a file, one per channel (vcfc eval --channel-qps)", selectable=False),
     Allocator("linear", "profile", "Hu et al.'s rule on a dataset profile: QP_i = QP − round(range·S̃_i)",
-              fn=f"{__name__}:linear_from_profile"),
+              fn=f"{__name__}:linear_from_profile", per_channel=True),
     Allocator("lagrangian", "profile", "per channel argmin w_i·D_i(q) + λ·R_i(q) from the profile's R/D tables",
-              fn=f"{__name__}:lagrangian_from_profile"),
+              fn=f"{__name__}:lagrangian_from_profile", per_channel=True),
     Allocator("perimage", "image", "Hu et al.'s Algorithm 1 per image: the linear rule on this image's own sensitivities",
-              fn="vcfc.sensitivity.perimage:allocate_job", options=("qp_range",)),
+              fn="vcfc.sensitivity.perimage:allocate_job", options=("qp_range",), per_channel=True),
     Allocator("rdo", "image", "closed loop per image: argmin KL(task output) + λ·bits over really coded QP vectors",
-              fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True),
+              fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True, per_channel=True),
     Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R",
               fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True),
 )])

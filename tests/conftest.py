@@ -20,7 +20,7 @@ KODAK = bundled("kodak")
 
 def write_experiment(path: Path, methods=("uniform",), qps=(32, 42), limit=5, batch_size=1, profile_images=2, *,
                      data: Path = KODAK, layer: str = "pool1", codec: str = "x265", preset: str = "ultrafast",
-                     layout: str = "frames", qp_range: int = 6, workers: int = 1) -> Path:
+                     layout: str = "frames", qp_range: int = 6, workers: int = 1, layers: tuple[str, ...] = ()) -> Path:
     """A small experiment file: squeezenet1_1 with random weights on the bundled Kodak images."""
     path.write_text(f"""
 name = "test"
@@ -31,7 +31,7 @@ limit = {limit}
 [[models]]
 name = "squeezenet1_1"
 weights = "none"
-layers = ["{layer}"]
+layers = {json.dumps(list(layers) or [layer])}
 [coding]
 codecs = ["{codec}"]
 presets = {{ {codec} = "{preset}" }}

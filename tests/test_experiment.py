@@ -109,6 +109,36 @@ def test_run_with_allocations_and_report(tmp_path: Path):
     assert {"linear", "lagrangian"} <= set(bd["allocation"])
 
 
+def test_a_run_with_the_input_layer_compares_features_with_the_coded_image(tmp_path: Path):
+    """layers = ["input", "pool1"] with uniform, rdo-uniform and rdo: the input gets the methods a
+    picture can take (one QP), λ is calibrated for both, and `vcfc report --anchor input:uniform`
+    gives every split point's BD-rate against the image on bytes per image, with its interval."""
+    exp = write_experiment(tmp_path / "exp.toml", methods=("uniform", "rdo-uniform", "rdo"), qps=(27, 37, 47),
+                           limit=5, batch_size=3, layers=("input", "pool1"))
+    r = vcfc("run", str(exp), "--out", str(tmp_path / "run"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = pd.read_parquet(tmp_path / "run" / "rows.parquet")
+    got = rows.groupby("layer")["allocation"].agg(lambda a: set(a)).to_dict()
+    assert got == {"input": {"uniform", "rdo-uniform"}, "pool1": {"uniform", "rdo-uniform", "rdo"}}
+    image = rows[rows["layer"] == "input"]
+    assert set(image["layout"]) == {"image"} and (image["channels"] == 3).all()
+    assert (image["bpp"] == 8 * image["bytes"] / (224 * 224)).all()
+    assert set(rows["image_id"][rows["layer"] == "input"]) == set(rows["image_id"][rows["layer"] == "pool1"])
+    lambdas = json.loads((tmp_path / "run" / "lambdas.json").read_text())
+    assert "squeezenet1_1/input/x265/ultrafast/image/rdo-uniform/37" in lambdas
+
+    r = vcfc("report", str(tmp_path / "run"), "--anchor", "input:uniform", "--bootstrap", "100",
+             "--out", str(tmp_path / "vs-image"))
+    assert r.returncode == 0, r.stderr
+    bd = pd.read_csv(tmp_path / "vs-image" / "bd.csv")
+    pool1 = bd[bd["layer"] == "pool1"]
+    assert set(pool1["allocation"]) == {"uniform", "rdo-uniform", "rdo"} and set(bd["rate"]) <= {"bytes", "bpp"}
+    assert set(pool1["anchor"]) == {"squeezenet1_1/input/x265/ultrafast/image/uniform"}
+    assert {"bd_rate_ci_low", "bd_rate_ci_high"} <= set(bd.columns) and (pool1["n_images"] == 3).all()
+    r = vcfc("report", str(tmp_path / "run"), "--anchor", "input:uniform", "--rate", "bpfe")
+    assert r.returncode == 2 and "--rate bytes" in r.stderr
+
+
 def test_run_errors_are_one_line(tmp_path: Path):
     r = vcfc("run", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no such experiment file" in r.stderr and "Traceback" not in r.stderr

@@ -110,7 +110,7 @@ def test_write_report(tmp_path):
         assert (out / name).is_file(), name
     bd = pd.read_csv(out / "bd.csv")
     assert _bd(bd, "x265-sens")["bd_rate"] == pytest.approx(-20.0, abs=1e-9)
-    assert set(bd["rate"]) == {"bpfe", "bpp"}
+    assert set(bd["rate"]) == {"bpfe", "bpp", "bytes"}  # bytes per image: the axis across split points
     assert len(pd.read_csv(out / "points.csv")) == 20
     pngs, svgs = sorted((out / "plots").glob("*.png")), sorted((out / "plots").glob("*.svg"))
     assert len(pngs) == len(svgs) >= 5  # 2 families x (fidelity, top1) + qp map + sensitivity + mosaic
@@ -198,7 +198,7 @@ def test_report_of_a_real_run_shape(tmp_path):
     path = write_report(_real_rows(), tmp_path, extras=extras, n_boot=200)
     page, md = path.read_text(), (tmp_path / "report.md").read_text()
     bd = pd.read_csv(tmp_path / "bd.csv")
-    assert set(bd["quality"]) == {"fidelity", "kl_db"} and set(bd["rate"]) == {"bpfe", "bpp"}
+    assert set(bd["quality"]) == {"fidelity", "kl_db"} and set(bd["rate"]) == {"bpfe", "bpp", "bytes"}
     kl = _bd(bd, IDS[2], "kl_db")
     assert kl["bd_rate"] == pytest.approx(-20.0, abs=1e-6) and kl["n_images"] == 12
     # every table on the page fits a 1280-px window; the BD table has its few columns
@@ -322,3 +322,55 @@ def test_vcfc_report_prints_the_same_short_names_as_the_legends(capsys):
     print_bd(bd)
     lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")]
     assert [ln[0] for ln in lines] == ["zscore", "log"] == [plots.short_labels(ids)[0][i] for i in ids]
+
+
+# --------------------------------------------------------------------------- split points
+
+def _split_rows(n_images: int = 30) -> pd.DataFrame:
+    """Two split points and the coded image: at every QP, pool3's file is half the image's bytes
+    and fire3's twice, with the same per-image outcomes (fidelity follows the QP), so at equal
+    fidelity pool3 saves 50 % and fire3 costs +100 %; their bpfe says nothing (other sizes)."""
+    rng = np.random.default_rng(1)
+    noise = {(qp, i): (1 + 0.05 * rng.standard_normal(), rng.random()) for qp in QPS for i in range(n_images)}
+    rows = []
+    for layer, layout, factor, elements in (("input", "image", 1.0, 150528), ("pool3", "frames", 0.5, 93312),
+                                            ("fire3", "frames", 2.0, 387200)):
+        for alloc in ("uniform", "rdo-uniform"):
+            cfg = f"sq/{layer}/x265/fast/{layout}/{alloc}"
+            for qp in QPS:
+                for i in range(n_images):
+                    jitter, draw = noise[(qp, i)]  # the same image outcome whatever the split point
+                    nbytes = 8000 * 2 ** (-(qp - 22) / 6) * factor * (0.8 if alloc == "rdo-uniform" else 1.0) * jitter
+                    agree = float(draw < {22: 0.99, 27: 0.97, 32: 0.9, 37: 0.75, 42: 0.5}[qp])
+                    rows.append({"image_id": f"i{i}", "config": cfg, "model": "sq", "layer": layer, "codec": "x265",
+                                 "preset": "fast", "quant": "minmax", "bits": 8, "layout": layout, "allocation": alloc,
+                                 "qp": qp, "bytes": nbytes, "bpfe": 8 * nbytes / elements, "bpp": 8 * nbytes / 50176,
+                                 "fidelity": agree, "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_a_layer_anchor_compares_every_split_point_with_the_image_on_bytes():
+    rows = _split_rows()
+    bd = aggregate.bd_table(rows, anchor="input:uniform", rate=["bpfe", "bytes"], n_boot=200)
+    assert set(bd["rate"]) == {"bytes"}  # split points differ in elements: no bpfe comparison
+    assert set(bd["anchor"]) == {"sq/input/x265/fast/image/uniform"}
+    pool3 = _bd(bd, "sq/pool3/x265/fast/frames/uniform", rate="bytes")
+    fire3 = _bd(bd, "sq/fire3/x265/fast/frames/uniform", rate="bytes")
+    assert pool3["bd_rate"] == pytest.approx(-50) and fire3["bd_rate"] == pytest.approx(100)
+    assert pool3["bd_rate_ci_low"] < pool3["bd_rate"] < pool3["bd_rate_ci_high"] < 0 and pool3["n_images"] == 30
+    with pytest.raises(InputError, match="no layer 'fire9'"):
+        aggregate.bd_table(rows, anchor="fire9:uniform")
+    # within a family, as before: rdo-uniform against uniform of the same layer
+    own = aggregate.bd_table(rows, anchor="uniform", rate="bpfe", n_boot=0)
+    assert _bd(own, "sq/pool3/x265/fast/frames/rdo-uniform")["anchor"] == "sq/pool3/x265/fast/frames/uniform"
+
+
+def test_the_report_of_a_run_with_the_input_compares_features_with_the_image(tmp_path):
+    path = write_report(_split_rows(12), tmp_path / "rep", n_boot=100)
+    vs = pd.read_csv(tmp_path / "rep" / "bd_vs_image.csv")
+    assert set(vs["anchor"]) == {"sq/input/x265/fast/image/uniform", "sq/input/x265/fast/image/rdo-uniform"}
+    assert {"bd_rate_ci_low", "bd_rate_ci_high"} <= set(vs.columns) and set(vs["rate"]) == {"bytes"}
+    page = path.read_text()
+    assert "Sending features or the image" in page and "every split point" in page
+    assert any(p.name.startswith(tuple(f"{k:02d}_splits_fidelity" for k in range(1, 20)))
+               for p in (tmp_path / "rep" / "plots").iterdir())

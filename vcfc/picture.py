@@ -23,6 +23,9 @@ from .version import __version__
 
 IMAGE_LAYOUT = "image"
 NAME = "x"  # the one tensor of a picture file (as for single feature tensors)
+# The split point before the network, which every model has (vcfc.runners): its features are the
+# uint8 network input, coded with layout image. The remote-inference anchor of every report.
+INPUT_LAYER = "input"
 
 
 @dataclass

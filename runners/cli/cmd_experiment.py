@@ -30,6 +30,12 @@ REPORT_EPILOG = """\
 examples:
   vcfc report runs/exp1                       # writes runs/exp1/report/report.html (+ .md, CSVs, plots)
   vcfc report runs/exp1 --anchor uniform --rate bpp --out paper/fig
+  vcfc report runs/exp1 --anchor input:uniform   # every split point against coding the image itself
+
+--anchor: an allocation (each configuration against that allocation of its own model, layer and
+coding), LAYER:ALLOCATION (every split point of a model against that one, on bytes per image:
+input:uniform is sending the coded image instead of features), or a configuration id.
+When a run holds layer input beside others, the report also compares every split point with it.
 
 BD-rates come with a 95 % bootstrap confidence interval over images (paired resampling of the
 images both configurations coded); --bootstrap sets the number of resamples.
@@ -64,8 +70,11 @@ def register(sub: Any) -> None:
                     "intervals) and plots: report.html, report.md, CSVs.", REPORT_EPILOG)
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", metavar="REPORT_DIR", help="default: RUN_DIR/report")
-    p.add_argument("--anchor", default="uniform", help="allocation (or config id) every BD-rate is measured against (default: uniform)")
-    p.add_argument("--rate", default="bpfe", choices=["bpfe", "bpp"], help="rate axis (default: bits per feature element)")
+    p.add_argument("--anchor", default="uniform",
+                   help="allocation, LAYER:ALLOCATION (e.g. input:uniform) or config id every BD-rate is measured "
+                        "against (default: uniform)")
+    p.add_argument("--rate", choices=["bpfe", "bpp", "bytes"],
+                   help="rate axis (default: bpfe, bits per feature element; bytes per image for a LAYER:ALLOCATION anchor)")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="resamples for the confidence intervals (default 1000)")
     p.set_defaults(func=cmd_report)
 
@@ -111,10 +120,15 @@ def run_and_say(exp: Any, out: Path, executor: str | None, workers: int | None, 
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from vcfc.results.aggregate import layer_anchor
+
     positive("--bootstrap", args.bootstrap)
-    path, bd = make_report(Path(args.run_dir), Path(args.out) if args.out else None, args.anchor, args.rate, args.bootstrap)
+    rate = args.rate or ("bytes" if layer_anchor(args.anchor) else "bpfe")
+    if layer_anchor(args.anchor) and rate == "bpfe":
+        raise InputError("--anchor LAYER:ALLOCATION compares split points of different sizes: use --rate bytes or bpp")
+    path, bd = make_report(Path(args.run_dir), Path(args.out) if args.out else None, args.anchor, rate, args.bootstrap)
     print(f"report: {path}")
-    print_bd(bd, args.rate)
+    print_bd(bd, rate)
     return 0
 
 
@@ -122,6 +136,7 @@ def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: 
     """Write the report of a run; return (report.html path, the BD table it shows or None)."""
     import pandas as pd
 
+    from vcfc.results.aggregate import layer_anchor
     from vcfc.results.report import write_report
     from vcfc.runners.report_extras import report_extras
     from vcfc.runners.rundir import RunDir
@@ -131,10 +146,17 @@ def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: 
     rows = run.rows().table()
     if rows.empty:
         raise InputError(f"{run_dir}: no rows yet (the run has not finished a task)")
-    known = set(rows.get("allocation", pd.Series(dtype=str)).dropna()) | set(rows.get("config", pd.Series(dtype=str)).dropna())
-    if known and anchor not in known:
-        allocations = sorted(set(rows["allocation"].dropna())) if "allocation" in rows else []
-        raise InputError(f"--anchor {anchor!r} is neither an allocation ({', '.join(allocations) or 'none'}) nor a config id of this run")
+    allocations = set(rows.get("allocation", pd.Series(dtype=str)).dropna().astype(str))
+    known = allocations | set(rows.get("config", pd.Series(dtype=str)).dropna().astype(str))
+    split = layer_anchor(anchor)
+    if split is not None:
+        layers = set(rows.get("layer", pd.Series(dtype=str)).dropna().astype(str))
+        if split[0] not in layers or split[1] not in allocations:
+            raise InputError(f"--anchor {anchor}: this run has layers {', '.join(sorted(layers)) or 'none'} and "
+                             f"allocations {', '.join(sorted(allocations)) or 'none'}")
+    elif known and anchor not in known:
+        raise InputError(f"--anchor {anchor!r} is neither an allocation ({', '.join(sorted(allocations)) or 'none'}), "
+                         f"a LAYER:ALLOCATION nor a config id of this run")
     extras = report_extras(run, manifest, rows)
     path = write_report(rows, out or run.report_dir, anchor=anchor, extras=extras, rate=rate, n_boot=n_boot)
     bd_csv = path.parent / "bd.csv"
