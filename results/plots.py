@@ -285,6 +285,57 @@ def plot_mosaic(frame: np.ndarray, bits: int | None = None, title: str | None = 
     return fig
 
 
+def plot_split_points(points: pd.DataFrame, targets: Sequence[float], title: str | None = None) -> Figure:
+    """Bytes per image at each target fidelity against the head's share of the network's FLOPs.
+
+    ``points``: one row per (split point, method, target) with columns layer, allocation, target,
+    flops_share, bytes, ci_low, ci_high, pareto. One panel per target; the image (layer input) is
+    the zero-FLOP point; error bars: the interval; the Pareto front joined by a dashed line.
+    """
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 4.0), layout="constrained",
+                             sharey=True, squeeze=False)
+    methods = sorted(points["allocation"].unique()) if len(points) else []
+    for ax, t in zip(axes[0], targets):
+        d = points[(points["target"] == t) & np.isfinite(points["bytes"].astype(float))]
+        for i, m in enumerate(methods):
+            dm = d[d["allocation"] == m]
+            if dm.empty:
+                continue
+            x = 100 * dm["flops_share"].to_numpy(float)
+            y = dm["bytes"].to_numpy(float)
+            lo = np.nan_to_num(y - dm["ci_low"].to_numpy(float), nan=0.0).clip(0)
+            hi = np.nan_to_num(dm["ci_high"].to_numpy(float) - y, nan=0.0).clip(0)
+            ax.errorbar(x, y, yerr=[lo, hi], marker=_MARKERS[i % len(_MARKERS)], ls="none", ms=5, capsize=2,
+                        elinewidth=0.8, label=m)
+        for name, dl in d.groupby("layer"):  # one name per split point, beside its lowest point
+            best = dl.loc[dl["bytes"].astype(float).idxmin()]
+            text = "image (input)" if name == "input" else str(name)
+            ax.annotate(text, (100 * best["flops_share"], best["bytes"]), textcoords="offset points",
+                        xytext=(6, -10), fontsize=7.5)
+        front = d[d["pareto"].astype(bool)].sort_values("flops_share")
+        if len(front):
+            ax.plot(100 * front["flops_share"], front["bytes"], ls="--", lw=0.9, color="0.4", marker="o", ms=11,
+                    mfc="none", mec="0.2", label="Pareto front")
+        if len(d) and (d["bytes"] > 0).all():
+            _log_axis(ax, "y")
+        ax.set_xlabel("head FLOPs (% of the network)")
+        ax.set_title(f"fidelity {t:g}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        if d.empty:
+            ax.text(0.5, 0.5, "no split point reaches it", ha="center", va="center", transform=ax.transAxes)
+    axes[0][0].set_ylabel("bytes per image")
+    legend = {}
+    for ax in axes[0]:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(n, h)
+    names, handles = list(legend), list(legend.values())
+    if handles:
+        fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8)
+    if title:
+        fig.suptitle(_wrap(title, 110), fontsize=10)
+    return fig
+
+
 def save(fig: Figure, stem: str | Path, formats: Sequence[str] = ("png", "svg"), dpi: int = 150) -> list[Path]:
     """Write ``stem.<fmt>`` for each format (the figure stays open: ``close`` it when done)."""
     stem = Path(stem)

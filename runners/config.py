@@ -194,7 +194,7 @@ def experiment_from_dict(raw: dict[str, Any], base: Path = Path("."), default_na
     )
     if exp.allocation.profile_data:
         exp.allocation.profile_data = str(_resolve(exp.allocation.profile_data, base))
-    _validate(exp)
+    validate(exp)
     return exp
 
 
@@ -245,7 +245,7 @@ def _no_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
         raise InputError(f"experiment: unknown field(s) {', '.join(unknown)} in [{where}] (known: {', '.join(sorted(known))})")
 
 
-def _validate(exp: Experiment) -> None:
+def validate(exp: Experiment) -> None:
     """Every choice against its registry and every QP against its codec's range, so a bad value
     stops the run before any task starts, with its name in the message."""
     c, a, r = exp.coding, exp.allocation, exp.run

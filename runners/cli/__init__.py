@@ -22,7 +22,7 @@ from vcfc.errors import VcfcError
 from vcfc.ffmpeg import terminate_children
 from vcfc.version import __version__
 
-from . import cmd_eval, cmd_experiment, cmd_files, cmd_sensitivity
+from . import cmd_eval, cmd_experiment, cmd_files, cmd_sensitivity, cmd_splits
 from .args import EXIT_CODES, Parser
 
 EPILOG = f"""\
@@ -33,6 +33,7 @@ examples:
   vcfc decode feat.vcfc restored.npy
   vcfc eval --model squeezenet1_1 --layer fire3 --data ../shared/data/imagenet-sample --qp 32 --allocation perimage
   vcfc run experiment.toml --out runs/exp1 && vcfc report runs/exp1
+  vcfc splits --model squeezenet1_1 --data ../shared/data/imagenet-sample --limit 40   where to cut
   vcfc demo                                      the main job on bundled images, in a few minutes
 
 Each command has --help with examples. ffmpeg: imageio-ffmpeg's bundled binary unless --ffmpeg
@@ -41,7 +42,7 @@ PATH or $VCFC_FFMPEG says otherwise. $TORCH_HOME: where torchvision finds weight
 
 {EXIT_CODES}"""
 
-COMMANDS = (cmd_files, cmd_eval, cmd_sensitivity, cmd_experiment)
+COMMANDS = (cmd_files, cmd_eval, cmd_sensitivity, cmd_experiment, cmd_splits)
 
 
 def build_parser() -> Parser:

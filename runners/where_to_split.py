@@ -1,0 +1,225 @@
+"""Where to cut a network: bytes per image at equal fidelity against the head's compute, for
+every candidate split point and the coded image (the remote-inference anchor, zero head FLOPs).
+
+`candidate_cuts` lists a model's split points with their head FLOPs (`torch.utils.flop_counter`
+on the meta device: no weights, no compute) and feature elements; `study` runs them as one
+resumable experiment (layers input + the cuts, uniform / rdo-uniform / rdo, λ calibrated on
+held-out images) and `summarize` turns the rows into the bytes per image each (cut, method) needs
+to reach each target fidelity, with paired bootstrap intervals, the Pareto front over (head FLOPs,
+bytes), and the BD-rates of every cut against the image. `vcfc splits` is the command.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vcfc.errors import InputError
+from vcfc.results import aggregate
+from vcfc.results.bdrate import DEFAULT_N_BOOT, DEFAULT_SEED, MAX_NAN_SHARE, bootstrap_indices, resampled_means
+
+from .config import AllocationSpec, CodingGrid, DatasetSpec, Experiment, ModelSpec, RunSpec, validate
+from .models import meta_split
+from .presets import INPUT, presets_of
+from .tasks import get_task
+
+TARGETS = (0.90, 0.95, 0.98)
+METHODS = ("uniform", "rdo-uniform", "rdo")
+QPS = (17, 22, 27, 32, 37, 42)
+
+
+@dataclass
+class Cut:
+    layer: str
+    head_flops: int            # FLOPs of the head for one 224×224 image (multiply-add = 2)
+    total_flops: int           # of the whole network
+    shape: list[int]           # C, H, W of the features
+    elements: int
+    input_elements: int        # 3 × H × W of the network input
+
+    @property
+    def flops_share(self) -> float:
+        return self.head_flops / self.total_flops if self.total_flops else math.nan
+
+    @property
+    def element_ratio(self) -> float:
+        return self.elements / self.input_elements
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flops_share": self.flops_share, "element_ratio": self.element_ratio}
+
+
+def _flops(fn: Any, *args: Any) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def cut_of(model: str, layer: str, input_hw: tuple[int, int] = (224, 224)) -> Cut:
+    """Head FLOPs and feature size of one split point (meta device: no weights, no compute)."""
+    sp = meta_split(model, layer)
+    task = get_task(sp.task)
+    x = torch.zeros(1, 3, *input_hw, device="meta")
+    total = _flops(task.run_model, sp.model, x)
+    if layer == INPUT:
+        return Cut(INPUT, 0, total, [3, *input_hw], 3 * input_hw[0] * input_hw[1], 3 * input_hw[0] * input_hw[1])
+    shape = sp.feature_shapes(input_hw)
+    if isinstance(shape, dict):
+        raise InputError(f"{model}: split points of several tensors (an FPN) are not compared by vcfc splits")
+    head = _flops(lambda t: sp._run_head(t, record=False), x)
+    return Cut(layer, head, total, list(shape), int(np.prod(shape)), 3 * input_hw[0] * input_hw[1])
+
+
+def candidate_cuts(model: str, layers: Sequence[str] | None = None, max_flops: float = 0.5,
+                   max_cuts: int = 3) -> list[Cut]:
+    """The split points to compare: ``layers`` as given, or the model's presets whose features have
+    no more elements than the network input and whose head costs at most ``max_flops`` of the
+    network, the cheapest head of each feature shape first, at most ``max_cuts``."""
+    if layers:
+        return [cut_of(model, layer) for layer in layers if layer != INPUT]
+    presets = presets_of(model)
+    if not presets:
+        raise InputError(f"{model} has no split presets: name the cuts with --layers (module paths)")
+    cuts = [c for c in (cut_of(model, p) for p in presets) if c.element_ratio <= 1.0 and c.flops_share <= max_flops]
+    if not cuts:
+        raise InputError(f"{model}: no preset has at most the input's elements within {max_flops:.0%} of the "
+                         f"FLOPs; name the cuts with --layers")
+    firsts, rest, shapes = [], [], set()
+    for c in sorted(cuts, key=lambda c: c.head_flops):
+        (rest if tuple(c.shape) in shapes else firsts).append(c)
+        shapes.add(tuple(c.shape))
+    chosen = (firsts + rest)[:max_cuts]
+    return sorted(chosen, key=lambda c: c.head_flops)
+
+
+def study(model: str, weights: str, data: Sequence[str], kind: str, limit: int | None, cuts: Sequence[Cut],
+          methods: Sequence[str] = METHODS, qps: Sequence[int] = QPS, codec: str = "x265",
+          preset: str | None = "fast", calibrate: int = 8, device: str = "cpu", batch_size: int = 4,
+          workers: int | None = None) -> Experiment:
+    """The experiment of a study: the image and every cut, every method, every QP, over the
+    datasets ``data`` (``limit`` images of each); the first ``calibrate`` images of the first set
+    rdo's λ and are not evaluated."""
+    exp = Experiment(
+        name=f"where to split {model}",
+        datasets=[DatasetSpec(path=str(d), kind=kind, limit=limit) for d in data],
+        models=[ModelSpec(name=model, weights=weights, layers=[INPUT, *[c.layer for c in cuts]])],
+        coding=CodingGrid(codecs=[codec], presets={codec: preset} if preset else {}, layouts=["frames"], qps=list(qps)),
+        allocation=AllocationSpec(methods=list(methods), profile_images=calibrate),
+        run=RunSpec(workers=workers, batch_size=batch_size, device=device),
+    )
+    validate(exp)  # the experiment file's own checks, before any work
+    return exp
+
+
+# --------------------------------------------------------------------------- bytes at a fidelity
+
+def bytes_at(rates: np.ndarray, fidelity: np.ndarray, target: float) -> tuple[float, str | None]:
+    """Mean bytes per image a curve needs to reach ``target`` mean fidelity: the curve's points
+    (one per QP, sorted by rate) reduced to those that increase in both, then log-bytes linear in
+    fidelity between the two points around the target. NaN with a reason outside the curve."""
+    from vcfc.results.bdrate import clean_curve
+
+    r, q = clean_curve(rates, fidelity)
+    if len(r) == 0:
+        return math.nan, "no points"
+    if target > q[-1]:
+        return math.nan, f"not reached (best {q[-1]:.3f})"
+    if target < q[0]:
+        return math.nan, f"below the coarsest point ({q[0]:.3f} at {r[0]:.0f} B)"
+    k = int(np.searchsorted(q, target))
+    if q[k] == target or k == 0:
+        return float(r[k]), None
+    t = (target - q[k - 1]) / (q[k] - q[k - 1])
+    return float(np.exp(np.log(r[k - 1]) + t * (np.log(r[k]) - np.log(r[k - 1])))), None
+
+
+@dataclass
+class AtTarget:
+    bytes: float
+    ci_low: float
+    ci_high: float
+    reason: str | None = None
+    pareto: bool = False
+
+
+@dataclass
+class Curve:
+    layer: str
+    allocation: str
+    config: str
+    points: list[dict[str, float]]                       # qp, bytes_per_image, fidelity
+    at: dict[float, AtTarget] = field(default_factory=dict)
+
+
+def summarize(rows: pd.DataFrame, cuts: Sequence[Cut], targets: Sequence[float] = TARGETS,
+              n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED, ci: float = 0.95) -> list[Curve]:
+    """Per (layer, method): its points and, per target fidelity, the bytes per image it needs with
+    a paired percentile bootstrap interval (the same image draws for every curve) and whether it
+    is on the Pareto front of (head FLOPs, bytes) at that target."""
+    ok = rows[rows["status"].eq("ok")] if "status" in rows else rows
+    images = sorted(ok["image_id"].unique())
+    idx = bootstrap_indices(len(images), n_boot, seed) if n_boot > 0 else None
+    flops = {c.layer: c.head_flops for c in cuts}
+    curves = []
+    for (layer, alloc, config), d in ok.groupby(["layer", "allocation", "config"], sort=True):
+        b = d.pivot_table(index="image_id", columns="qp", values="bytes", aggfunc="mean").reindex(images)
+        f = d.pivot_table(index="image_id", columns="qp", values="fidelity", aggfunc="mean").reindex(images)
+        mb, mf = b.mean().to_numpy(), f.mean().to_numpy()
+        curve = Curve(str(layer), str(alloc), str(config),
+                      [{"qp": int(q), "bytes_per_image": float(x), "fidelity": float(y)} for q, x, y in zip(b.columns, mb, mf)])
+        rb = resampled_means(b.to_numpy(float), idx) if idx is not None else None
+        rf = resampled_means(f.to_numpy(float), idx) if idx is not None else None
+        for t in targets:
+            value, reason = bytes_at(mb, mf, t)
+            lo = hi = math.nan
+            if rb is not None and not math.isnan(value):
+                boot = np.array([bytes_at(rb[k], rf[k], t)[0] for k in range(len(rb))])
+                finite = boot[np.isfinite(boot)]
+                if finite.size >= (1 - MAX_NAN_SHARE) * len(boot):
+                    tail = (1 - ci) / 2 * 100
+                    lo, hi = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
+                else:
+                    reason = f"{len(boot) - finite.size} of {len(boot)} resamples do not reach it: no interval"
+            curve.at[t] = AtTarget(value, lo, hi, reason)
+        curves.append(curve)
+    for t in targets:
+        _mark_pareto([c for c in curves if c.layer in flops], t, flops)
+    return curves
+
+
+def _mark_pareto(curves: list[Curve], target: float, flops: dict[str, int]) -> None:
+    """On the front: no other (cut, method) has at most its head FLOPs and fewer bytes."""
+    pts = [(flops[c.layer], c.at[target].bytes, c) for c in curves if math.isfinite(c.at[target].bytes)]
+    for f, b, c in pts:
+        c.at[target].pareto = not any(f2 <= f and b2 < b for f2, b2, _ in pts)
+
+
+def vs_image(rows: pd.DataFrame, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """BD-rate on bytes per image (fidelity and output KL) of every (cut, method) against the
+    image coded with uniform QP and with per-image rate control (rdo-uniform), where run."""
+    image = rows[(rows["layer"] == INPUT) & rows["status"].eq("ok")] if "status" in rows else rows[rows["layer"] == INPUT]
+    tables = [aggregate.bd_table(rows, anchor=f"{INPUT}:{a}", rate="bytes", qualities=("fidelity", "kl_db"),
+                                 n_boot=n_boot, seed=seed)
+              for a in ("uniform", "rdo-uniform") if a in set(image["allocation"])]
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(aggregate.BD_COLUMNS))
+
+
+def timing(rows: pd.DataFrame, cuts: Sequence[Cut]) -> dict[str, float]:
+    """Seconds of grid work per image for each cut (all its methods and QPs): its tasks' wall time
+    over the images they evaluated."""
+    out = {}
+    ok = rows[rows["status"].eq("ok")] if "status" in rows else rows
+    for c in [INPUT, *[c.layer for c in cuts]]:
+        d = ok[ok["layer"] == c]
+        if len(d) and "task_s" in d:
+            per_task = d.groupby("task_key").agg(task_s=("task_s", "first"), images=("image_id", "nunique"))
+            out[c] = float(per_task["task_s"].sum() / max(1, per_task["images"].sum()))
+    return out
