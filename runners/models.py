@@ -9,6 +9,7 @@ See docs/splits.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -70,9 +71,15 @@ def _make_split(model: nn.Module, name: str, at: str, task: Task, transforms: Ca
 
 def meta_split(model_name: str, at: str) -> Split:
     """The split of a parameter-less (meta device) model: checks that the model and the layer
-    exist and gives feature shapes, without weights, downloads or compute."""
-    model, transforms = build_model(model_name, None, meta=True)
+    exist and gives feature shapes and FLOPs, without weights, downloads or compute."""
+    model, transforms = _meta_model(model_name)
     return _make_split(model, model_name, at, task_of_model(model), transforms, torch.device("meta"))
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_model(model_name: str) -> tuple[nn.Module, Callable]:
+    # built once per name: a meta model holds no data, and splits only read it
+    return build_model(model_name, None, meta=True)
 
 
 def list_models(input_hw: tuple[int, int] = (224, 224)) -> list[dict[str, Any]]:

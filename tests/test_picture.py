@@ -141,6 +141,11 @@ def test_cli_codes_a_png_and_decodes_it_back(tmp_path, shared):
     assert vcfc_cli("encode", str(png), str(tmp_path / "l.vcfc"), "--layout", "image", "--codec", "lossless").returncode == 0
     assert vcfc_cli("decode", str(tmp_path / "l.vcfc"), str(tmp_path / "l.png")).returncode == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "l.png")), original)
+    for codec, qp in (("av1", "32"), ("vvenc", "32"), ("jpeg", "20")):
+        assert vcfc_cli("encode", str(png), str(tmp_path / f"{codec}.vcfc"), "--layout", "image", "--codec", codec,
+                        "--qp", qp).returncode == 0
+        assert vcfc_cli("decode", str(tmp_path / f"{codec}.vcfc"), str(tmp_path / f"{codec}.png")).returncode == 0
+        assert psnr(np.asarray(Image.open(tmp_path / f"{codec}.png")), original) > 27, codec
 
 
 def test_cli_pictures_and_features_do_not_mix(tmp_path):
