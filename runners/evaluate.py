@@ -17,7 +17,9 @@ import numpy as np
 import torch
 
 import vcfc
+from vcfc.errors import InputError
 from vcfc.ffmpeg import children_stopped_on_interrupt
+from vcfc.picture import IMAGE_LAYOUT
 from vcfc.sensitivity.allocation import ALLOCATORS
 from vcfc.spec import CodingSpec
 
@@ -72,6 +74,9 @@ def eval_config(spec: CodingSpec | None, allocation: str, qp: int | None, settin
     from ``settings`` (an experiment's [allocation] table; `vcfc eval` builds one from its flags)
     and the run's calibrated ``lam``; ``channel_qps``: fixed QPs (a file, a profile allocation)."""
     alloc = ALLOCATORS.get(allocation)
+    if spec is not None and spec.layout == IMAGE_LAYOUT and alloc.per_channel:
+        raise InputError(f"allocation {allocation} sets a QP per channel, and a picture has one QP: "
+                         f"use uniform or rdo-uniform for the network input")
     offered = {"qp_range": settings.qp_range, **settings.rdo_options(), "lam": lam}
     return EvalConfig(spec=spec, qp=qp, allocation=allocation,
                       channel_qps=None if channel_qps is None else tuple(int(q) for q in channel_qps),

@@ -49,6 +49,8 @@ def _per_image_maps(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
     if not {"allocation", "qp_vector", "qp"} <= set(rows.columns):
         return out
     ok = rows[rows["status"].eq("ok")] if "status" in rows else rows
+    if "layout" in ok:  # a picture (the coded network input) has one QP: no map to show
+        ok = ok[ok["layout"].astype(str) != "image"]
     for method, alloc in ALLOCATORS.items():
         sel = ok[ok["allocation"].eq(method)]
         if alloc.source != "image" or sel.empty:

@@ -156,3 +156,15 @@ def test_cli_pictures_and_features_do_not_mix(tmp_path):
     assert vcfc_cli("encode", str(tmp_path / "f.npy"), str(tmp_path / "f.vcfc"), "--qp", "30").returncode == 0
     r = vcfc_cli("decode", str(tmp_path / "f.vcfc"), str(tmp_path / "f.png"))
     assert r.returncode == 2 and "holds features" in r.stderr and not (tmp_path / "f.png").exists()
+
+
+def test_the_input_takes_only_what_a_picture_can_take():
+    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp", "30",
+                 "--allocation", "rdo")
+    assert r.returncode == 2 and "a picture has one QP" in r.stderr
+    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp", "30",
+                 "--layout", "frames")
+    assert r.returncode == 2 and "--layout image" in r.stderr
+    r = vcfc_cli("sensitivity", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp-base", "30",
+                 "--out", "unused")
+    assert r.returncode == 2 and "channel sensitivity is for features" in r.stderr

@@ -227,11 +227,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise InputError("--codec none codes nothing: leave --allocation out")
     allocation, qps = _fixed_qps(args, spec) if spec is not None else ("uniform", None)
     settings = AllocationSpec(methods=[allocation], qp_range=args.qp_range)
+    cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=args.lam)  # checked before any work
     sp, ds, batch_size = open_split_and_data(args)
     lam = args.lam
     if method.needs_lambda and lam is None:
         lam = _calibrated_lambda(sp, ds, spec, settings, args)
-    cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=lam)
+        cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=lam)
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
     with tqdm(total=len(ds), desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:

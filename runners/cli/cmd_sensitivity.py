@@ -132,6 +132,8 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     from vcfc.sensitivity.profile import write_profile
 
     positive("--images", args.images)
+    if args.layer == "input":
+        raise InputError("--layer input is the image (one picture, one QP): channel sensitivity is for features")
     spec = spec_from(args)
     if spec is None:
         raise InputError("--codec none: the sensitivity to codec noise needs a codec")
