@@ -109,7 +109,7 @@ class AllocationSpec:
     profile_qp: int = 32
     profile_data: str | None = None
     distance: str = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
-    # rdo / rdo-uniform (sensitivity.options.RdoSettings); λ per QP is calibrated on the profile images
+    # rdo / rdo-uniform (vcfc.sensitivity.options.RdoSettings); λ per QP is calibrated on the profile images
     rdo_span: int = 6
     rdo_step: int = 3
     rdo_groups: int = 8

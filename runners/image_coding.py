@@ -103,7 +103,7 @@ def _sweep(split: Split, distance: str, *, spec: CodingSpec, qp: int) -> Channel
 
 def calibrate(split: Split, features: list[Any], spec: CodingSpec, qps: list[int], settings: RdoSettings,
               ffmpeg: str | None = None) -> dict[int, float]:
-    """λ per base QP from calibration images' features (C,H,W each): see sensitivity.rdo.calibrate_lambda."""
+    """λ per base QP from calibration images' features (C,H,W each): see vcfc.sensitivity.rdo.calibrate_lambda."""
     if not features:
         raise InputError("rdo: no calibration images to set λ")
     images = [(f, split.tail_module, make_bank(f.detach().cpu(), spec, ffmpeg=ffmpeg, workers=2)) for f in features]

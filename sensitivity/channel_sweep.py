@@ -2,7 +2,7 @@
 
 Reference = fn(x); for each channel i, x with only channel i replaced by its codec round trip;
 distance to the reference. Per-image allocation (perimage, rdo) uses it directly; `measure`
-(sensitivity.measure_profile) averages it over images into a Profile.
+(vcfc.sensitivity.measure_profile) averages it over images into a Profile.
 """
 
 from __future__ import annotations

@@ -161,7 +161,7 @@ def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:
 
 
 def allocate_job(job: ImageJob) -> np.ndarray:
-    """The `rdo` and `rdo-uniform` allocators of a run (registered in sensitivity.allocation)."""
+    """The `rdo` and `rdo-uniform` allocators of a run (registered in vcfc.sensitivity.allocation)."""
     settings = settings_for(job.allocation, job.options)
     sweep = None if settings.uniform_only else job.sweep(SWEEP_DISTANCE)
     return rdo_qps(job.features, tail=job.tail, bank=job.bank, qp=job.qp, settings=settings, sweep=sweep).qps

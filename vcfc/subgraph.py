@@ -19,7 +19,7 @@ def extract_subgraph(root: nn.Module, graph: fx.Graph, out: fx.Node, inp: fx.Nod
     With ``inp`` None the sub-graph keeps the graph's own placeholder(s). With ``inp`` given it
     becomes the single input (named ``name``); CutBypassed if ``out`` depends on a placeholder
     other than through ``inp`` (e.g. a residual connection around the cut).
-    The one fx helper behind model splits (runners.models) and the sweep's sub-graphs.
+    The one fx helper behind model splits (vcfc.runners.splits) and the sweep's sub-graphs.
     """
     needed: set[fx.Node] = set()
     stack = [out]

@@ -48,7 +48,7 @@ class Quantizer:
 
     ``arrays`` names the float32 side arrays it stores and whether each is per channel (C,) or
     per tensor (1,); ``options`` the keyword options ``quantize`` accepts. The public functions
-    in ``packing.quantizers`` validate inputs and parameters before calling these methods.
+    in ``vcfc.packing.quantizers`` validate inputs and parameters before calling these methods.
     """
 
     name: str = ""
