@@ -196,16 +196,17 @@ class FfmpegCodec(Codec):
         return luma
 
     def ffmpeg_args(self, n: int, height: int, width: int, bits: int, qp: int, preset: str,
-                    pix_fmt: str | None = None, extra: dict[str, Any] | None = None) -> list[str]:
+                    pix_fmt: str | None = None, color: dict[str, Any] | None = None) -> list[str]:
         """ffmpeg arguments (after the binary and BASE_ARGS): rawvideo on stdin -> stream on stdout.
-        ``pix_fmt``: the raw input's format (default: the gray one of ``bits``); ``extra``: more
-        output options (a picture's colour signalling)."""
+        ``pix_fmt``: the raw input's format (default: the gray one of ``bits``); ``color``: the
+        samples' range and matrix, declared on the input AND the output: declared on the output
+        only, ffmpeg would convert the samples (e.g. stretch "limited" to full range) before coding."""
         import ffmpeg as ffmpeg_python  # ffmpeg-python; imported here: ~35 ms that decoding never needs
 
         src = ffmpeg_python.input("pipe:", format="rawvideo", pix_fmt=pix_fmt or self.pix_fmt(bits),
-                                  s=f"{width}x{height}", framerate=25)
+                                  s=f"{width}x{height}", framerate=25, **(color or {}))
         out = src.output("pipe:", format=self.muxer, vcodec=self.encoder, **{"frames:v": n},
-                         **self.encoder_options(bits, qp, preset), **(extra or {}))
+                         **self.encoder_options(bits, qp, preset), **(color or {}))
         return out.get_args()
 
     # -- one RGB picture ---------------------------------------------------------------------
@@ -239,7 +240,7 @@ class FfmpegCodec(Codec):
         require_encoder(path, self.encoder)
         h, w, _ = rgb.shape
         color = {"color_range": "pc", "colorspace": "rgb" if self.image_format == "gbrp" else "smpte170m"}
-        args = self.ffmpeg_args(1, h, w, 8, qp, preset, pix_fmt=self.image_pix_fmt(), extra=color)
+        args = self.ffmpeg_args(1, h, w, 8, qp, preset, pix_fmt=self.image_pix_fmt(), color=color)
         payload = self.clean_stream(run_ffmpeg(path, args, self.raw_planes(self.image_planes(rgb))))
         if not payload:
             raise CodecError(f"{self.encoder} returned an empty stream for a {h}x{w} picture")
