@@ -293,7 +293,7 @@ def plot_split_points(points: pd.DataFrame, targets: Sequence[float], title: str
     the zero-FLOP point; error bars: the interval; the Pareto front joined by a dashed line.
     """
     fig, axes = plt.subplots(1, len(targets), figsize=(4.2 * len(targets), 4.0), layout="constrained",
-                             sharey=True, squeeze=False)
+                             sharex=True, sharey=True, squeeze=False)
     methods = sorted(points["allocation"].unique()) if len(points) else []
     for ax, t in zip(axes[0], targets):
         d = points[(points["target"] == t) & np.isfinite(points["bytes"].astype(float))]
@@ -318,6 +318,10 @@ def plot_split_points(points: pd.DataFrame, targets: Sequence[float], title: str
                     mfc="none", mec="0.2", label="Pareto front")
         if len(d) and (d["bytes"] > 0).all():
             _log_axis(ax, "y")
+        if len(points) and not (d["layer"] == "input").any() and (points["layer"] == "input").any():
+            ax.annotate("image: not reached", (0, 0.03), xycoords=("data", "axes fraction"), fontsize=7.5,
+                        color="0.35", rotation=90, va="bottom", ha="center")
+        ax.set_xlim(-3, 100 * max(1e-9, float(points["flops_share"].max())) + 6 if len(points) else 100)
         ax.set_xlabel("head FLOPs (% of the network)")
         ax.set_title(f"fidelity {t:g}", fontsize=10)
         ax.grid(True, alpha=0.3)

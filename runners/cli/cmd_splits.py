@@ -187,7 +187,9 @@ def _names(paths: list[str]) -> str:
 
 def _bytes_text(a: Any) -> str:
     if not math.isfinite(a.bytes):
-        return "—" if not a.reason else ("not reached" if a.reason.startswith("not reached") else "< coarsest QP")
+        if a.reason and a.reason.startswith("not reached"):  # say how close the finest QP came
+            return f"not reached (max {a.reason.split('best ')[-1].rstrip(')')})" if "best" in a.reason else "not reached"
+        return "< coarsest QP" if a.reason else "—"
     ci = f"[{a.ci_low:,.0f}, {a.ci_high:,.0f}]" if math.isfinite(a.ci_low) else "[no interval]"
     return f"{a.bytes:,.0f} {ci}{' *' if a.pareto else ''}"
 
