@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vcfc.errors import InputError
+from vcfc.picture import INPUT_LAYER
 
 from .bdrate import DEFAULT_MIN_OVERLAP, DEFAULT_N_BOOT, DEFAULT_SEED, bd_rate_bootstrap, mean_ci
 
@@ -50,6 +51,19 @@ def kl_db(mean_kl):
 
 def _ok(rows: pd.DataFrame) -> pd.Series:
     return rows["status"].eq("ok") if "status" in rows else pd.Series(True, index=rows.index)
+
+
+def ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows that succeeded (all of them when there is no status column)."""
+    return rows[_ok(rows)]
+
+
+def image_key(rows: pd.DataFrame) -> pd.Series:
+    """What identifies an image across configurations: its id, within its dataset when rows come
+    from several (image ids are paths relative to each dataset's root, so they may repeat)."""
+    if "dataset" in rows and rows["dataset"].nunique(dropna=True) > 1:
+        return rows["dataset"].astype(str) + ":" + rows["image_id"].astype(str)
+    return rows["image_id"]
 
 
 def points(rows: pd.DataFrame, by: Sequence[str] = ("config", "qp"), *, n_boot: int = DEFAULT_N_BOOT,
@@ -167,6 +181,9 @@ def _anchor_of(cfgs: pd.DataFrame, anchor: str, family: list[str], config: str) 
                              f"(layers {_names(layers)}; allocations {_names(allocations)})")
         family = [c for c in family if c not in SPLIT_COLUMNS]
         match = (configs["layer"].astype(str) == split[0]) & (configs["allocation"].astype(str) == split[1])
+        if not match.any():
+            raise InputError(f"anchor {anchor!r}: layer {split[0]!r} has no allocation {split[1]!r} "
+                             f"(it has {_names(configs.loc[configs['layer'].astype(str) == split[0], 'allocation'])})")
     elif anchor not in allocations:
         raise InputError(f"anchor {anchor!r} is neither an allocation of these rows ({_names(allocations)}) "
                          f"nor a config id ({_names(ids)}) nor a layer:allocation")
@@ -179,6 +196,14 @@ def _anchor_of(cfgs: pd.DataFrame, anchor: str, family: list[str], config: str) 
         for c in fam[config].astype(str):
             out[c] = sorted(anchors)[0] if anchors else None  # several: the first id, deterministically
     return out
+
+
+def check_anchor(rows: pd.DataFrame, anchor: str, config: str = "config") -> None:
+    """InputError unless ``anchor`` names something bd_table can compare against in ``rows``:
+    the same check, made before any work."""
+    good = ok_rows(rows)
+    if config in good and len(good):
+        _anchor_of(good, anchor, family_columns(good), config)
 
 
 def quality_columns(rows: pd.DataFrame, qualities: Sequence[str] = QUALITIES) -> list[str]:
@@ -195,7 +220,7 @@ def quality_columns(rows: pd.DataFrame, qualities: Sequence[str] = QUALITIES) ->
 def _per_image(good: pd.DataFrame, config: str, cfg: str, col: str) -> pd.DataFrame:
     """[image × qp] means of one column of one config (NaN where an image has no ok row at a QP)."""
     d = good[good[config].astype(str) == cfg]
-    return d.pivot_table(index="image_id", columns="qp", values=col, aggfunc="mean", dropna=False)
+    return d.pivot_table(index="_image", columns="qp", values=col, aggfunc="mean", dropna=False)
 
 
 def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[str] = "bpfe",
@@ -239,6 +264,7 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
     if config not in rows:
         raise ValueError(f"rows have no {config!r} column")
     good = rows[_ok(rows) & rows[config].notna()] if "status" in rows else rows[rows[config].notna()]
+    good = good.assign(_image=image_key(good))  # the paired unit of the bootstrap
     fam = list(family) if family is not None else family_columns(good)
     anchors = _anchor_of(rows, anchor, fam, config) if len(good) else {}
     anchors = {c: a for c, a in anchors.items() if c in set(good[config].astype(str))}
@@ -289,6 +315,24 @@ def bd_table(rows: pd.DataFrame, anchor: str = "uniform", rate: str | Sequence[s
         return pd.DataFrame(columns=[c for c in BD_COLUMNS if c not in DESCRIPTORS or c in desc])
     out = pd.DataFrame.from_records(records)
     return out[[c for c in BD_COLUMNS if c in out] + [c for c in out if c not in BD_COLUMNS]]
+
+
+IMAGE_ANCHORS = ("uniform", "rdo-uniform")  # the image with one QP for all, and with per-image rate control
+
+
+def bd_vs_image(rows: pd.DataFrame, qualities: Sequence[str] = ("fidelity", "kl_db"), method: str = "pchip",
+                min_overlap: float | None = None, *, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED
+                ) -> pd.DataFrame:
+    """Every split point against the coded image (layer `input`) with each of IMAGE_ANCHORS that
+    was run, on bytes per image: what sending features costs next to sending the image."""
+    image = ok_rows(rows)
+    image = image[image["layer"].astype(str) == INPUT_LAYER] if "layer" in image else image.iloc[0:0]
+    kw = {} if min_overlap is None else {"min_overlap": min_overlap}
+    tables = [bd_table(rows, anchor=f"{INPUT_LAYER}:{a}", rate="bytes", qualities=qualities, method=method,
+                       n_boot=n_boot, seed=seed, **kw)
+              for a in IMAGE_ANCHORS if a in set(image["allocation"].astype(str))]
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(BD_COLUMNS))
 
 
 def _shared_images(t_r: pd.DataFrame, t_q: pd.DataFrame, a_r: pd.DataFrame, a_q: pd.DataFrame) -> list:

@@ -155,6 +155,19 @@ def resampled_means(values: np.ndarray, idx: np.ndarray, chunk_cells: int = 4_00
     return out
 
 
+def percentile_interval(values: np.ndarray, ci: float = 0.95,
+                        max_nan_share: float = MAX_NAN_SHARE) -> tuple[float, float] | None:
+    """The ``ci`` percentile interval of the finite resampled ``values``; None when more than
+    ``max_nan_share`` of them are NaN (an interval of the lucky resamples would mislead)."""
+    v = np.asarray(values, dtype=float)
+    finite = v[np.isfinite(v)]
+    if not v.size or v.size - finite.size > max_nan_share * v.size:
+        return None
+    tail = (1 - ci) / 2 * 100
+    lo, hi = np.percentile(finite, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def _means(values: np.ndarray) -> np.ndarray:
     return resampled_means(values, np.arange(np.asarray(values).shape[0])[None, :])[0]
 
@@ -228,16 +241,14 @@ def bd_rate_bootstrap(anchor_rates: np.ndarray, anchor_quality: np.ndarray, test
         values[b] = r.value
         if r.reason:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
-    finite = values[np.isfinite(values)]
-    n_nan = n_boot - finite.size
-    if n_nan > max_nan_share * n_boot:
+    n_nan = int(n_boot - np.isfinite(values).sum())
+    interval = percentile_interval(values, ci, max_nan_share)
+    if interval is None:
         common = max(reasons, key=reasons.get) if reasons else "non-finite"
         why = (f"{n_nan} of {n_boot} resamples have no BD-rate (> {max_nan_share:.0%}; mostly: {common}): "
                f"no interval")
         return BDBootstrap(point.value, nan, nan, n, n_boot, n_nan, quality.value, why, k_a, k_t)
-    tail = (1 - ci) / 2 * 100
-    lo, hi = np.percentile(finite, [tail, 100 - tail])
-    return BDBootstrap(point.value, float(lo), float(hi), n, n_boot, n_nan, quality.value, None, k_a, k_t)
+    return BDBootstrap(point.value, *interval, n, n_boot, n_nan, quality.value, None, k_a, k_t)
 
 
 def mean_ci(values: np.ndarray, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED, ci: float = 0.95,
@@ -256,10 +267,9 @@ def mean_ci(values: np.ndarray, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAUL
         m = resampled_means(v, bootstrap_indices(v.shape[0], n_boot, seed))
         if of_mean is not None:
             m = of_mean(m)
-    tail = (1 - ci) / 2 * 100
     lo, hi = np.full(k, np.nan), np.full(k, np.nan)
     for j in range(k):
-        col = m[:, j]
-        if np.isfinite(v[:, j]).sum() >= 2 and np.isfinite(col).mean() > 1 - MAX_NAN_SHARE:
-            lo[j], hi[j] = np.percentile(col[np.isfinite(col)], [tail, 100 - tail])
+        interval = percentile_interval(m[:, j], ci) if np.isfinite(v[:, j]).sum() >= 2 else None
+        if interval is not None:
+            lo[j], hi[j] = interval
     return lo, hi

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vcfc.picture import INPUT_LAYER
+
 LABELS = {"bpfe": "bits per feature element (bpfe)", "bpp": "bits per input pixel (bpp)",
           "fidelity": "fidelity (top-1 agreement)", "kl_db": "output KL (dB, higher = closer)",
           "top1": "top-1 accuracy", "top5": "top-5 accuracy", "bytes_per_image": "bytes per image"}
@@ -309,7 +311,7 @@ def plot_split_points(points: pd.DataFrame, targets: Sequence[float], title: str
                         elinewidth=0.8, label=m)
         for name, dl in d.groupby("layer"):  # one name per split point, beside its lowest point
             best = dl.loc[dl["bytes"].astype(float).idxmin()]
-            text = "image (input)" if name == "input" else str(name)
+            text = f"image ({INPUT_LAYER})" if name == INPUT_LAYER else str(name)
             ax.annotate(text, (100 * best["flops_share"], best["bytes"]), textcoords="offset points",
                         xytext=(6, -10), fontsize=7.5)
         front = d[d["pareto"].astype(bool)].sort_values("flops_share")
@@ -318,7 +320,7 @@ def plot_split_points(points: pd.DataFrame, targets: Sequence[float], title: str
                     mfc="none", mec="0.2", label="Pareto front")
         if len(d) and (d["bytes"] > 0).all():
             _log_axis(ax, "y")
-        if len(points) and not (d["layer"] == "input").any() and (points["layer"] == "input").any():
+        if len(points) and not (d["layer"] == INPUT_LAYER).any() and (points["layer"] == INPUT_LAYER).any():
             ax.annotate("image: not reached", (0, 0.03), xycoords=("data", "axes fraction"), fontsize=7.5,
                         color="0.35", rotation=90, va="bottom", ha="center")
         ax.set_xlim(-3, 100 * max(1e-9, float(points["flops_share"].max())) + 6 if len(points) else 100)

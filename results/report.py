@@ -163,8 +163,7 @@ def _values(rows: pd.DataFrame, col: str) -> list[str]:
     return sorted({str(v) for v in rows[col].dropna() if str(v) not in ("", "nan", "None")})
 
 
-def _ok_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[rows["status"].eq("ok")] if "status" in rows else rows
+_ok_rows = aggregate.ok_rows
 
 
 def _weights_random(rows: pd.DataFrame, extras: Mapping[str, Any]) -> bool:
@@ -383,22 +382,19 @@ def _image_anchor_section(doc: _Doc, rows: pd.DataFrame, method: str, min_overla
     if not any(INPUT in ls and len(ls) > 1 for ls in layers.values()):
         return
     doc.heading("Sending features or the image (remote inference)")
-    allocations = set(_ok_rows(rows).loc[rows["layer"].astype(str) == INPUT, "allocation"].astype(str))
-    anchors = [f"{INPUT}:{a}" for a in ("uniform", "rdo-uniform") if a in allocations]
-    kw = {} if min_overlap is None else {"min_overlap": min_overlap}
-    tables = [aggregate.bd_table(rows, anchor=a, rate="bytes", method=method, n_boot=n_boot, seed=seed, **kw)
-              for a in anchors]
-    bd = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(len(t) for t in tables) else pd.DataFrame()
-    doc.para("BD-rate on bytes per image of every split point against coding the network input itself (layer "
-             "`input`: the 224×224 RGB picture the network sees, coded as one YUV 4:2:0 picture with the same codec) "
-             "— what sending features costs next to sending the image and running the whole network on the server. "
-             "Negative = the features need fewer bytes at equal quality. Anchors: "
-             + ", ".join(f"`{a}`" for a in anchors) + ".")
+    bd = aggregate.bd_vs_image(rows, method=method, min_overlap=min_overlap, n_boot=n_boot, seed=seed)
+    image = _ok_rows(rows)[_ok_rows(rows)["layer"].astype(str) == INPUT]
+    coded = ", ".join(f"{c} {p}" for c, p in image[["codec", "preset"]].drop_duplicates().itertuples(index=False))
+    doc.para(f"BD-rate on bytes per image of every split point against coding the network input itself (layer "
+             f"`input`: the picture the network sees, coded with {coded or 'the same codec'} as one picture, see "
+             f"`vcfc info`) — what sending features costs next to sending the image and running the whole network "
+             f"on the server. Negative = the features need fewer bytes at equal quality. Anchors: the image with "
+             f"one QP for all images (`input:uniform`) and with per-image rate control (`input:rdo-uniform`), where run.")
     if bd.empty:
         doc.para("No comparison: the split points and the image share no quality range.")
-        pd.DataFrame(columns=list(aggregate.BD_COLUMNS)).to_csv(doc.out_dir / "bd_vs_image.csv", index=False)
+        bd.to_csv(doc.out_dir / "bd_vs_image.csv", index=False)
         return
-    shown = bd[bd["quality"].isin(["fidelity", "kl_db"])]
+    shown = bd[bd["layer"].astype(str) != INPUT]
     view = pd.DataFrame({
         "split point": [f"{r['layer']} · {r['allocation']}" for r in shown.to_dict("records")],
         "against": [str(a).split("/")[-1] for a in shown["anchor"]],
@@ -420,9 +416,12 @@ def _split_points_section(doc: _Doc, rows: pd.DataFrame, pts: pd.DataFrame, qual
     for model, ls in layers.items():
         if len(ls) < 2:
             continue
-        fam = _ok_rows(rows)[rows["model"].astype(str) == model]
+        ok = _ok_rows(rows)
+        fam = ok[ok["model"].astype(str) == model]
         info = fam.drop_duplicates("config")
         labels = {str(c): f"{lay} · {a}" for c, lay, a in zip(info["config"], info["layer"], info["allocation"])}
+        if len(set(labels.values())) < len(labels):  # several codecs or codings per layer: name them too
+            labels = plots.short_labels(list(labels))[0]
         fp = pts[pts["config"].astype(str).isin(labels)]
         ctx = _context(fam, extras)
         for q in qualities:
@@ -639,8 +638,7 @@ def write_report(rows: pd.DataFrame, out_dir: str | Path, anchor: str = "uniform
             doc.banner(f"The rows have no rate column {rate!r}: no BD-rates or curves.", warn=True)
         else:
             _bd_section(doc, rows, anchor, rate, rate_axes, method, min_overlap, n_boot, seed, labels)
-            if aggregate.layer_anchor(anchor) is None:
-                _image_anchor_section(doc, rows, method, min_overlap, n_boot, seed)
+            _image_anchor_section(doc, rows, method, min_overlap, n_boot, seed)
             _curves_section(doc, rows, pts, rate, qualities, extras)
             _split_points_section(doc, rows, pts, qualities, extras)
         _points_section(doc, pts, rate if rate in rate_axes else (rate_axes or ["bpfe"])[0], qualities, labels)

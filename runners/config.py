@@ -49,6 +49,7 @@ from vcfc.errors import InputError
 from vcfc.packing.layouts import LAYOUTS
 from vcfc.packing.quantizers import QUANTIZERS
 from vcfc.packing.reorder import REORDERS
+from vcfc.picture import IMAGE_LAYOUT
 from vcfc.registry import Registry
 from vcfc.sensitivity.allocation import ALLOCATORS
 from vcfc.sensitivity.distances import DISTANCES
@@ -251,6 +252,9 @@ def validate(exp: Experiment) -> None:
     c, a, r = exp.coding, exp.allocation, exp.run
     _choices(c.codecs, CODECS)
     _choices(c.layouts, LAYOUTS)
+    if IMAGE_LAYOUT in c.layouts:
+        raise InputError(f"experiment: [coding] layouts: {IMAGE_LAYOUT} codes a picture; list layer \"{INPUT}\" in "
+                         f"[[models]] layers to code the network input, and feature layouts here")
     if not c.quants or not all(isinstance(q, str) for q in c.quants):
         raise InputError("experiment: [coding] quant must be a quantizer name or a list of them")
     _choices(c.quants, QUANTIZERS)

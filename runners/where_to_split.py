@@ -19,11 +19,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
 from vcfc.errors import InputError
 from vcfc.results import aggregate
-from vcfc.results.bdrate import DEFAULT_N_BOOT, DEFAULT_SEED, MAX_NAN_SHARE, bootstrap_indices, resampled_means
+from vcfc.results.bdrate import (
+    DEFAULT_N_BOOT,
+    DEFAULT_SEED,
+    bootstrap_indices,
+    clean_curve,
+    percentile_interval,
+    resampled_means,
+)
 
 from .config import AllocationSpec, CodingGrid, DatasetSpec, Experiment, ModelSpec, RunSpec, validate
 from .models import meta_split
@@ -38,7 +46,7 @@ QPS = (17, 22, 27, 32, 37, 42)
 @dataclass
 class Cut:
     layer: str
-    head_flops: int            # FLOPs of the head for one 224×224 image (multiply-add = 2)
+    head_flops: int            # FLOPs of the head for one network input (multiply-add = 2)
     total_flops: int           # of the whole network
     shape: list[int]           # C, H, W of the features
     elements: int
@@ -62,8 +70,23 @@ def _flops(fn: Any, *args: Any) -> int:
     return int(counter.get_total_flops())
 
 
-def cut_of(model: str, layer: str, input_hw: tuple[int, int] = (224, 224)) -> Cut:
-    """Head FLOPs and feature size of one split point (meta device: no weights, no compute)."""
+def network_input(model: str) -> tuple[int, int]:
+    """The network input's size: the crop of the model's pretrained weights' transforms (224×224
+    for most classifiers, 299 for inception_v3, …; read from torchvision's weight enum, nothing is
+    downloaded), else 224×224."""
+    try:
+        crop = getattr(torchvision.models.get_model_weights(model).DEFAULT.transforms(), "crop_size", None)
+    except (ValueError, KeyError, AttributeError):  # not a torchvision model name
+        crop = None
+    if isinstance(crop, (list, tuple)) and crop:
+        return (int(crop[0]), int(crop[-1]))
+    return (int(crop), int(crop)) if isinstance(crop, int) else (224, 224)
+
+
+def cut_of(model: str, layer: str) -> Cut:
+    """Head FLOPs and feature size of one split point for one network input (meta device: no
+    weights, no compute)."""
+    input_hw = network_input(model)
     sp = meta_split(model, layer)
     task = get_task(sp.task)
     x = torch.zeros(1, 3, *input_hw, device="meta")
@@ -123,16 +146,15 @@ def study(model: str, weights: str, data: Sequence[str], kind: str, limit: int |
 def bytes_at(rates: np.ndarray, fidelity: np.ndarray, target: float) -> tuple[float, str | None]:
     """Mean bytes per image a curve needs to reach ``target`` mean fidelity: the curve's points
     (one per QP, sorted by rate) reduced to those that increase in both, then log-bytes linear in
-    fidelity between the two points around the target. NaN with a reason outside the curve."""
-    from vcfc.results.bdrate import clean_curve
-
+    fidelity between the two points around the target. Above the curve: NaN, "not reached". Below
+    its coarsest point: that point's bytes, an upper bound (the reason says so)."""
     r, q = clean_curve(rates, fidelity)
     if len(r) == 0:
         return math.nan, "no points"
     if target > q[-1]:
         return math.nan, f"not reached (best {q[-1]:.3f})"
-    if target < q[0]:
-        return math.nan, f"below the coarsest point ({q[0]:.3f} at {r[0]:.0f} B)"
+    if target < q[0]:  # reached already at the coarsest QP: at most these bytes
+        return float(r[0]), f"at most: the coarsest QP already reaches {q[0]:.3f}"
     k = int(np.searchsorted(q, target))
     if q[k] == target or k == 0:
         return float(r[k]), None
@@ -163,14 +185,15 @@ def summarize(rows: pd.DataFrame, cuts: Sequence[Cut], targets: Sequence[float] 
     """Per (layer, method): its points and, per target fidelity, the bytes per image it needs with
     a paired percentile bootstrap interval (the same image draws for every curve) and whether it
     is on the Pareto front of (head FLOPs, bytes) at that target."""
-    ok = rows[rows["status"].eq("ok")] if "status" in rows else rows
-    images = sorted(ok["image_id"].unique())
+    ok = aggregate.ok_rows(rows)
+    ok = ok.assign(_image=aggregate.image_key(ok))  # paired: the same image draws for every curve
+    images = sorted(ok["_image"].unique())
     idx = bootstrap_indices(len(images), n_boot, seed) if n_boot > 0 else None
     flops = {c.layer: c.head_flops for c in cuts}
     curves = []
     for (layer, alloc, config), d in ok.groupby(["layer", "allocation", "config"], sort=True):
-        b = d.pivot_table(index="image_id", columns="qp", values="bytes", aggfunc="mean").reindex(images)
-        f = d.pivot_table(index="image_id", columns="qp", values="fidelity", aggfunc="mean").reindex(images)
+        b = d.pivot_table(index="_image", columns="qp", values="bytes", aggfunc="mean").reindex(images)
+        f = d.pivot_table(index="_image", columns="qp", values="fidelity", aggfunc="mean").reindex(images)
         mb, mf = b.mean().to_numpy(), f.mean().to_numpy()
         curve = Curve(str(layer), str(alloc), str(config),
                       [{"qp": int(q), "bytes_per_image": float(x), "fidelity": float(y)} for q, x, y in zip(b.columns, mb, mf)])
@@ -181,12 +204,12 @@ def summarize(rows: pd.DataFrame, cuts: Sequence[Cut], targets: Sequence[float] 
             lo = hi = math.nan
             if rb is not None and not math.isnan(value):
                 boot = np.array([bytes_at(rb[k], rf[k], t)[0] for k in range(len(rb))])
-                finite = boot[np.isfinite(boot)]
-                if finite.size >= (1 - MAX_NAN_SHARE) * len(boot):
-                    tail = (1 - ci) / 2 * 100
-                    lo, hi = (float(v) for v in np.percentile(finite, [tail, 100 - tail]))
+                interval = percentile_interval(boot, ci)
+                if interval is None:
+                    n_nan = int((~np.isfinite(boot)).sum())
+                    reason = f"{n_nan} of {len(boot)} resamples do not reach it: no interval"
                 else:
-                    reason = f"{len(boot) - finite.size} of {len(boot)} resamples do not reach it: no interval"
+                    lo, hi = interval
             curve.at[t] = AtTarget(value, lo, hi, reason)
         curves.append(curve)
     for t in targets:
@@ -195,28 +218,24 @@ def summarize(rows: pd.DataFrame, cuts: Sequence[Cut], targets: Sequence[float] 
 
 
 def _mark_pareto(curves: list[Curve], target: float, flops: dict[str, int]) -> None:
-    """On the front: no other (cut, method) has at most its head FLOPs and fewer bytes."""
+    """On the front: no other (cut, method) is at least as good on both head FLOPs and bytes and
+    better on one."""
     pts = [(flops[c.layer], c.at[target].bytes, c) for c in curves if math.isfinite(c.at[target].bytes)]
     for f, b, c in pts:
-        c.at[target].pareto = not any(f2 <= f and b2 < b for f2, b2, _ in pts)
+        c.at[target].pareto = not any(f2 <= f and b2 <= b and (f2 < f or b2 < b) for f2, b2, _ in pts)
 
 
 def vs_image(rows: pd.DataFrame, n_boot: int = DEFAULT_N_BOOT, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """BD-rate on bytes per image (fidelity and output KL) of every (cut, method) against the
     image coded with uniform QP and with per-image rate control (rdo-uniform), where run."""
-    image = rows[(rows["layer"] == INPUT) & rows["status"].eq("ok")] if "status" in rows else rows[rows["layer"] == INPUT]
-    tables = [aggregate.bd_table(rows, anchor=f"{INPUT}:{a}", rate="bytes", qualities=("fidelity", "kl_db"),
-                                 n_boot=n_boot, seed=seed)
-              for a in ("uniform", "rdo-uniform") if a in set(image["allocation"])]
-    tables = [t for t in tables if len(t)]
-    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(aggregate.BD_COLUMNS))
+    return aggregate.bd_vs_image(rows, n_boot=n_boot, seed=seed)
 
 
 def timing(rows: pd.DataFrame, cuts: Sequence[Cut]) -> dict[str, float]:
     """Seconds of grid work per image for each cut (all its methods and QPs): its tasks' wall time
     over the images they evaluated."""
     out = {}
-    ok = rows[rows["status"].eq("ok")] if "status" in rows else rows
+    ok = aggregate.ok_rows(rows)
     for c in [INPUT, *[c.layer for c in cuts]]:
         d = ok[ok["layer"] == c]
         if len(d) and "task_s" in d:

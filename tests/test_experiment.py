@@ -34,6 +34,7 @@ def test_defaults_and_validation(tmp_path: Path):
     for bad, match in [
         ({"models": [{"name": "m"}]}, "datasets"),
         ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "coding": {"codecs": ["h264"]}}, "unknown codec"),
+        ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "coding": {"layouts": ["image"]}}, "list layer"),
         ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "coding": {"qpz": [1]}}, "unknown field"),
         ({"datasets": [{"path": "x"}], "models": [{"name": "m"}], "allocation": {"methods": ["magic"]}}, "unknown allocation"),
     ]:

@@ -82,7 +82,7 @@ def test_fine_qps_reproduce_the_colour_conversion_and_nothing_else(codec, qp, fl
 
 def test_the_picture_comes_back_as_it_was_given(kodim):
     chw = torch.from_numpy(np.ascontiguousarray(np.moveaxis(kodim, -1, 0)))
-    for given in (chw, chw[None], kodim):
+    for given in (chw, chw[None], kodim, kodim[None]):
         back = vcfc.decode(vcfc.encode(given, layout="image", codec="lossless"))
         assert type(back) is type(given) and back.shape == given.shape and back.dtype == given.dtype
         assert (back == given).all()
@@ -175,6 +175,9 @@ def test_the_input_takes_only_what_a_picture_can_take():
     r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp", "30",
                  "--layout", "frames")
     assert r.returncode == 2 and "--layout image" in r.stderr
+    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "fire3", "--data", str(KODAK), "--qp", "30",
+                 "--layout", "image")
+    assert r.returncode == 2 and "--layer input" in r.stderr
     r = vcfc_cli("sensitivity", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp-base", "30",
                  "--out", "unused")
     assert r.returncode == 2 and "channel sensitivity is for features" in r.stderr

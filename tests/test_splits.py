@@ -38,7 +38,7 @@ def test_bytes_at_a_fidelity_interpolates_log_bytes_on_the_increasing_curve():
     value, _ = bytes_at(rates, fid, 0.925)
     assert value == pytest.approx(np.sqrt(2000 * 4000))  # half way in fidelity = geometric mean of bytes
     assert math.isnan(bytes_at(rates, fid, 0.98)[0]) and "not reached" in bytes_at(rates, fid, 0.98)[1]
-    assert "below the coarsest" in bytes_at(rates, fid, 0.5)[1]
+    assert bytes_at(rates, fid, 0.5)[0] == 1000.0 and "at most" in bytes_at(rates, fid, 0.5)[1]  # an upper bound
 
 
 def _rows() -> pd.DataFrame:
@@ -64,6 +64,16 @@ def test_summary_gives_bytes_with_intervals_and_the_pareto_front():
     assert a["input"].ci_low < a["input"].bytes < a["input"].ci_high
     # the image (0 FLOPs) and 'cheap' (fewest bytes) are on the front; 'dear' needs more bytes than the image
     assert (a["input"].pareto, a["cheap"].pareto, a["dear"].pareto) == (True, True, False)
+    # a tie in bytes with more FLOPs is not on the front
+    tie = [Cut("input", 0, 100, [3, 8, 8], 192, 192), Cut("cheap", 30, 100, [4, 4, 4], 64, 192),
+           Cut("dear", 30, 100, [8, 4, 4], 128, 192)]
+    rows = _rows()
+    rows.loc[rows["layer"] == "dear", "bytes"] = rows.loc[rows["layer"] == "cheap", "bytes"].to_numpy()
+    curves = {c.layer: c for c in summarize(rows, tie, targets=(0.9,), n_boot=0)}
+    assert curves["cheap"].at[0.9].pareto and curves["dear"].at[0.9].pareto  # equal FLOPs and bytes: both
+    tie[2] = Cut("dear", 31, 100, [8, 4, 4], 128, 192)
+    curves = {c.layer: c for c in summarize(rows, tie, targets=(0.9,), n_boot=0)}
+    assert curves["cheap"].at[0.9].pareto and not curves["dear"].at[0.9].pareto
 
 
 def test_vcfc_splits_end_to_end(tmp_path):

@@ -121,7 +121,8 @@ def decode_codes(data: bytes, *, ffmpeg: str | None = None) -> dict[str, np.ndar
 
 def decode_frames(data: bytes, *, ffmpeg: str | None = None) -> list[np.ndarray]:
     """The decoded pictures of every stream, (n, H, W) uint16 each, exactly as the codec coded
-    them (layout, padding and all): what a report shows as "the coded frames"."""
+    them (layout, padding and all): what a report shows as "the coded frames". A picture file
+    (layout image): one (1, H, W, 3) RGB picture, as decoded."""
     c = container.read(data)
     parsed = parse_header(c)
     if parsed.image is not None:  # one picture: (1, H, W, 3) RGB

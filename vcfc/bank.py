@@ -33,7 +33,7 @@ from .coding import Quantized, build_container, quantize_features, resolve_qps, 
 from .errors import InputError
 from .features import from_arrays
 from .ffmpeg import children_stopped_on_interrupt
-from .picture import IMAGE_LAYOUT, from_rgb, picture_file, picture_qp, to_rgb
+from .picture import IMAGE_LAYOUT, NAME, from_rgb, picture_file, picture_qp, to_rgb
 from .spec import CodingSpec
 
 Channel = tuple[str, int]
@@ -179,7 +179,7 @@ class PictureBank:
         self.backend = self.spec.backend(ffmpeg, threads)
         self.rgb, self.meta = to_rgb(image)
         h, w, _ = self.rgb.shape
-        self.q = PictureCodes({"x": (3, h, w)})
+        self.q = PictureCodes({NAME: (3, h, w)})
         self.workers = max(1, workers)
         self.payloads: dict[int, bytes] = {}
         self.decoded: dict[int, np.ndarray] = {}
@@ -194,7 +194,7 @@ class PictureBank:
 
     def ensure(self, needs: Mapping[int, Iterable[Channel] | None]) -> None:
         """Code the picture at every QP of ``needs`` not coded yet (in parallel)."""
-        todo = [q for q in (self._qp(int(q)) for q in needs) if q not in self.payloads]
+        todo = sorted({q for q in (self._qp(int(q)) for q in needs) if q not in self.payloads})  # lossless: all are 0
         if not todo:
             return
         t0 = time.perf_counter()

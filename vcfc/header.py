@@ -132,7 +132,7 @@ def _parse_picture(h: dict, c: Container, codec: str, bits: int) -> ParsedHeader
         raise FormatError("bad picture size or bit depth")
     shape = _get(img, "shape", list)
     order, kind = _get(img, "order", str), _get(img, "kind", str)
-    forms = {"chw": ([3, height, width], [1, 3, height, width]), "hwc": ([height, width, 3],)}
+    forms = {"chw": ([3, height, width], [1, 3, height, width]), "hwc": ([height, width, 3], [1, height, width, 3])}
     if order not in forms or shape not in forms[order] or kind not in ("torch", "numpy"):
         raise FormatError("bad picture shape, order or kind")
     color = _get(img, "color", dict)

@@ -119,12 +119,15 @@ def save_picture(path: str | Path, picture: Any) -> None:
     """Write a uint8 RGB picture ((H, W, 3), or (3, H, W) as torch gives it) as PNG/JPEG/…, atomically."""
     from PIL import Image
 
-    arr = picture.detach().cpu().numpy() if hasattr(picture, "detach") else np.asarray(picture)
-    arr = arr[0] if arr.ndim == 4 and arr.shape[0] == 1 else arr
-    if arr.dtype != np.uint8 or arr.ndim != 3 or 3 not in (arr.shape[0], arr.shape[-1]):
+    from .picture import to_rgb  # deferred: feature files need no codec
+
+    try:
+        rgb, _ = to_rgb(picture)
+    except InputError:
+        shape = list(getattr(picture, "shape", []))
         raise InputError(f"{path}: only a uint8 RGB picture can be written as {Path(path).suffix}; "
-                         f"this holds {arr.dtype} {list(arr.shape)} (write .npy or .safetensors)")
-    rgb = arr if arr.shape[-1] == 3 else np.moveaxis(arr, 0, -1)
+                         f"this holds {getattr(picture, 'dtype', type(picture).__name__)} {shape} "
+                         f"(write .npy or .safetensors)") from None
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(Path(path).suffix.lower(),
                                                                                Path(path).suffix[1:].upper())
     with atomic_path(path) as tmp:

@@ -215,6 +215,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.layout not in (None, "image"):
             raise InputError(f"--layer input is the RGB network input: it is coded with --layout image, not {args.layout}")
         args.layout = "image"
+    elif args.layout == "image":
+        raise InputError(f"--layout image codes a picture: use --layer input (the network input), not {args.layer}")
     spec = spec_from(args)
     method = ALLOCATORS.get(args.allocation)
     if spec is not None and spec.uses_qp and args.qp is None and args.channel_qps is None:

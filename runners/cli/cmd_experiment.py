@@ -136,7 +136,7 @@ def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: 
     """Write the report of a run; return (report.html path, the BD table it shows or None)."""
     import pandas as pd
 
-    from vcfc.results.aggregate import layer_anchor
+    from vcfc.results.aggregate import check_anchor
     from vcfc.results.report import write_report
     from vcfc.runners.report_extras import report_extras
     from vcfc.runners.rundir import RunDir
@@ -146,17 +146,7 @@ def make_report(run_dir: Path, out: Path | None, anchor: str = "uniform", rate: 
     rows = run.rows().table()
     if rows.empty:
         raise InputError(f"{run_dir}: no rows yet (the run has not finished a task)")
-    allocations = set(rows.get("allocation", pd.Series(dtype=str)).dropna().astype(str))
-    known = allocations | set(rows.get("config", pd.Series(dtype=str)).dropna().astype(str))
-    split = layer_anchor(anchor)
-    if split is not None:
-        layers = set(rows.get("layer", pd.Series(dtype=str)).dropna().astype(str))
-        if split[0] not in layers or split[1] not in allocations:
-            raise InputError(f"--anchor {anchor}: this run has layers {', '.join(sorted(layers)) or 'none'} and "
-                             f"allocations {', '.join(sorted(allocations)) or 'none'}")
-    elif known and anchor not in known:
-        raise InputError(f"--anchor {anchor!r} is neither an allocation ({', '.join(sorted(allocations)) or 'none'}), "
-                         f"a LAYER:ALLOCATION nor a config id of this run")
+    check_anchor(rows, anchor)  # one line naming what the run has, before any work
     extras = report_extras(run, manifest, rows)
     path = write_report(rows, out or run.report_dir, anchor=anchor, extras=extras, rate=rate, n_boot=n_boot)
     bd_csv = path.parent / "bd.csv"

@@ -10,6 +10,7 @@ from typing import Any
 from vcfc.errors import InputError
 from vcfc.io import atomic_write
 from vcfc.runners.kinds import KINDS
+from vcfc.runners.presets import INPUT
 from vcfc.sensitivity.allocation import ALLOCATORS, Target
 from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import METHODS, PRECISIONS
@@ -132,7 +133,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     from vcfc.sensitivity.profile import write_profile
 
     positive("--images", args.images)
-    if args.layer == "input":
+    if args.layer == INPUT:
         raise InputError("--layer input is the image (one picture, one QP): channel sensitivity is for features")
     spec = spec_from(args)
     if spec is None:

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.runners.kinds import KINDS
+from vcfc.runners.presets import INPUT
 
 from .args import add_command, positive
 
@@ -37,8 +39,9 @@ every cut against the image (uniform and rdo-uniform), on bytes per image.
 
 Writes OUT/splits.json (also on stdout with --json), OUT/splits.png, OUT/report/ (the full
 report) and OUT/run/ (the experiment: rerun the same command to resume; --new starts over).
-Takes about 15-25 s per cut and image on 2 CPU cores with the default methods and QPs (splits.json
-says how long this run took); a GPU makes the network passes free, the codec stays.
+Cost on 2 CPU cores with the default methods and QPs: about 9 s of work per image and cut (rdo's
+per-channel search is most of it) and 2-3 s per image for the image, two workers sharing the
+cores (splits.json says what this run took); a GPU makes the network passes nearly free.
 Classification models (fidelity = top-1 agreement).
 """
 
@@ -59,7 +62,7 @@ def register(sub: Any) -> None:
     p.add_argument("--max-cuts", type=int, default=3, help="default cuts: at most this many (default 3)")
     p.add_argument("--methods", default="uniform,rdo-uniform,rdo", help="allocations (default uniform,rdo-uniform,rdo)")
     p.add_argument("--codec", default="x265", help="codec of features and image alike (default x265)")
-    p.add_argument("--preset", default="fast", help="encoder preset (default fast)")
+    p.add_argument("--preset", help="encoder preset (default: fast where the codec has it, else the codec's own)")
     p.add_argument("--qps", default="17,22,27,32,37,42", help="base QPs (default 17,22,27,32,37,42)")
     p.add_argument("--targets", default="0.9,0.95,0.98", help="target fidelities (default 0.9,0.95,0.98)")
     p.add_argument("--calibrate", type=int, default=8, metavar="N", help="images that set λ, not evaluated (default 8)")
@@ -101,13 +104,14 @@ def cmd_splits(args: argparse.Namespace) -> int:
     from vcfc.runners.where_to_split import candidate_cuts, study
     from vcfc.sensitivity.device import resolve_device
 
-    if not get_task(meta_split(args.model, "input").task).channel_sensitivity:
+    if not get_task(meta_split(args.model, INPUT).task).channel_sensitivity:
         raise InputError(f"{args.model}: vcfc splits compares classifiers (fidelity = top-1 agreement); "
                          f"for other tasks run an experiment with layers = [\"input\", …]")
     layers = [x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else None
     cuts = candidate_cuts(args.model, layers, args.max_flops, args.max_cuts)
+    preset = args.preset or ("fast" if "fast" in CODECS.get(args.codec).presets else None)
     exp = study(args.model, args.weights, args.data, args.kind, args.limit, cuts, methods, qps, args.codec,
-                args.preset, args.calibrate, str(resolve_device(args.device)), workers=args.workers)
+                preset, args.calibrate, str(resolve_device(args.device)), workers=args.workers)
     if not args.json:
         print(f"{args.model}: cuts {', '.join(c.layer for c in cuts)} and the image; methods {', '.join(methods)}; "
               f"QPs {', '.join(map(str, qps))}; run in {out / 'run'}", file=sys.stderr)
@@ -129,14 +133,15 @@ def _run_and_print(args: argparse.Namespace, exp: Any, cuts: list[Any], targets:
     rows = RunDir(out / "run").rows().table()
     if rows.empty or not rows["status"].eq("ok").any():
         raise InputError(f"{out / 'run'}: no successful rows (see the errors in its report)")
-    all_cuts = [cut_of(args.model, "input"), *cuts]
+    all_cuts = [cut_of(args.model, INPUT), *cuts]
     curves = summarize(rows, all_cuts, targets, n_boot=args.bootstrap)
     bd = vs_image(rows, n_boot=args.bootstrap)
     images = int(rows.loc[rows["status"].eq("ok"), "image_id"].nunique())
     per_cut = timing(rows, cuts)
     summary = {
         "model": args.model, "weights": args.weights, "data": [str(d) for d in args.data], "images": images,
-        "calibration_images": exp.allocation.profile_images, "codec": args.codec, "preset": args.preset,
+        "calibration_images": exp.allocation.profile_images if _calibrates(exp) else 0,
+        "codec": args.codec, "preset": exp.coding.specs()[0].checked().preset,
         "qps": exp.coding.qps, "methods": exp.allocation.methods, "targets": targets,
         "cuts": [c.to_dict() for c in all_cuts],
         "curves": [{"layer": c.layer, "allocation": c.allocation, "config": c.config, "points": c.points,
@@ -181,6 +186,12 @@ def _report(out: Path, n_boot: int) -> Path:
     return make_report(out / "run", out / "report", anchor="input:uniform", rate="bytes", n_boot=n_boot)[0]
 
 
+def _calibrates(exp: Any) -> bool:
+    from vcfc.sensitivity.allocation import ALLOCATORS
+
+    return any(ALLOCATORS.get(m).source != "none" for m in exp.allocation.methods)
+
+
 def _names(paths: list[str]) -> str:
     return " + ".join(Path(p).name for p in paths)
 
@@ -196,8 +207,9 @@ def _bytes_text(a: Any) -> str:
 
 def _print_table(s: dict, curves: list[Any], cuts: list[Any], targets: list[float]) -> None:
     by = {c.layer: c for c in cuts}
-    print(f"\n{s['model']} ({s['weights']}) on {_names(s['data'])}: {s['images']} images evaluated "
-          f"({s['calibration_images']} more set λ), {s['codec']} {s['preset']}; bytes per image to reach each "
+    held = f" ({s['calibration_images']} more set λ)" if s["calibration_images"] else ""
+    print(f"\n{s['model']} ({s['weights']}) on {_names(s['data'])}: {s['images']} images evaluated{held}, "
+          f"{s['codec']} {s['preset']}; bytes per image to reach each "
           f"fidelity (top-1 agreement with the uncompressed network) [95 % CI]; * = Pareto front")
     head = f"{'cut':10s} {'head FLOPs':>10s} {'elements':>17s}  {'method':12s}" + "".join(
         f"{'fidelity ' + format(t, 'g'):>28s}" for t in targets)
@@ -216,7 +228,7 @@ def _print_vs_image(bd: Any) -> None:
         return
     print("\nBD-rate on bytes per image against the image (negative = the features need fewer bytes) [95 % CI]:")
     for r in bd.to_dict("records"):
-        if r["layer"] == "input" or r["quality"] != "fidelity":
+        if r["layer"] == INPUT or r["quality"] != "fidelity":
             continue
         lo, hi = r["bd_rate_ci_low"], r["bd_rate_ci_high"]
         value = "—" if not math.isfinite(r["bd_rate"]) else f"{r['bd_rate']:+.1f} %"
