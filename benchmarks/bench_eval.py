@@ -38,7 +38,6 @@ CASES = [
 def run_case(model: str, weights: str, layer: str, data: str, batch_size: int, images: int) -> dict:
     import torch
 
-    sys.path.insert(0, str(REPO))
     from vcfc.runners.datasets import batches, open_dataset
     from vcfc.runners.evaluate import EvalConfig, evaluate_batch
     from vcfc.runners.models import split

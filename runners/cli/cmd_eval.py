@@ -36,7 +36,9 @@ export TORCH_HOME=$PWD/.cache/torch), a checkpoint path, or none (seeded random)
 
 allocations (--allocation):
 {chr(10).join(f"  {a.name:10s} {a.description}" for a in ALLOCATORS.values() if a.selectable)}
-  perimage and rdo decide each image's QPs while coding it (no profile); they need --layout frames.
+  perimage, rdo and rdo-uniform decide each image's QPs while coding it (no profile); they need
+  --layout frames (rdo-uniform also works on --layer input, the picture, which has one QP).
+--layer input: the uint8 network input coded as one picture (layout image): the image anchor.
   rdo's λ: --lambda, or by default the slope of the uniform KL–rate curve at --qp measured on
   the first --calibrate images (one λ for the run).
 

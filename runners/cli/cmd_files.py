@@ -71,7 +71,7 @@ Exit status 0 when every registered codec can encode and decode, 1 otherwise.
 def register(sub: Any) -> None:
     p = add_command(sub, "encode", "features (.npy/.safetensors) → .vcfc bitstream",
                     "Quantize, pack and code features into a self-describing .vcfc file.", ENCODE_EPILOG)
-    p.add_argument("input", metavar="IN", help="features: .npy or .safetensors")
+    p.add_argument("input", metavar="IN", help="features: .npy or .safetensors; a picture (.png, .jpg, …) with --layout image")
     p.add_argument("output", metavar="OUT.vcfc")
     q = p.add_mutually_exclusive_group()
     q.add_argument("--qp", type=int, help="one QP for every channel")
