@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -q -n auto
 
 # Real weights: ../shared/weights seeds a project-local torchvision cache when it exists;
 # without it the demo warns and runs with seeded random weights.

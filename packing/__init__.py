@@ -5,7 +5,17 @@ above it or torch (the core imports packing, not the reverse).
 """
 
 from .errors import PackingError
-from .layouts import LAYOUTS, FramePlan, Placement, occupied_fraction, pack, plan_streams, unpack
+from .layouts import (
+    IMAGE_LAYOUT,
+    LAYOUTS,
+    FramePlan,
+    Placement,
+    feature_layouts,
+    occupied_fraction,
+    pack,
+    plan_streams,
+    unpack,
+)
 from .quantizers import BIT_DEPTHS, QUANTIZERS, QuantParams, dequantize, quant_step, quantize
 from .reorder import REORDERS, similarity_order
 
@@ -18,6 +28,8 @@ __all__ = [
     "dequantize",
     "quant_step",
     "LAYOUTS",
+    "IMAGE_LAYOUT",
+    "feature_layouts",
     "Placement",
     "FramePlan",
     "plan_streams",

@@ -30,7 +30,7 @@ from vcfc.registry import Registry
 
 from .errors import PackingError
 
-__all__ = ["LAYOUTS", "Placement", "FramePlan", "plan_streams", "pack", "unpack", "occupied_fraction"]
+__all__ = ["LAYOUTS", "IMAGE_LAYOUT", "feature_layouts", "Placement", "FramePlan", "plan_streams", "pack", "unpack", "occupied_fraction"]
 
 
 @dataclass
@@ -166,10 +166,17 @@ def plan_image(chans: list[Channel], size: TileSize, align: int) -> list[FramePl
     raise PackingError("layout image codes one uint8 RGB picture (the network input), not feature channels")
 
 
+IMAGE_LAYOUT = "image"  # the one layout that codes a picture, not feature channels
+
 LAYOUTS: Registry[Callable[[list[Channel], TileSize, int], list[FramePlan]]] = Registry(
     "layout", [("mosaic", plan_mosaic), ("mosaic-level", plan_mosaic_level), ("frames", plan_frames),
-               ("image", plan_image)],
+               (IMAGE_LAYOUT, plan_image)],
     error=PackingError)
+
+
+def feature_layouts() -> list[str]:
+    """The registered layouts that place feature channels (all but the picture layout)."""
+    return [name for name in LAYOUTS if name != IMAGE_LAYOUT]
 
 
 def plan_streams(shapes: dict[str, Shape], channels: list[Channel], layout: str, align: int) -> list[FramePlan]:

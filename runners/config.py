@@ -153,7 +153,7 @@ class Experiment:
         (layer ``input``) one picture per codec (layout image; quantizers and layouts do not apply)."""
         if layer != INPUT:
             return self.coding.specs()
-        return [CodingSpec(codec=c, layout="image", preset=self.coding.presets.get(c)) for c in self.coding.codecs]
+        return [CodingSpec(codec=c, layout=IMAGE_LAYOUT, preset=self.coding.presets.get(c)) for c in self.coding.codecs]
 
     def methods(self, layer: str) -> list[str]:
         """The allocation methods that apply to ``layer``: a picture has one QP, so the input gets

@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vcfc.packing import (
-    LAYOUTS,
+    IMAGE_LAYOUT,
     FramePlan,
     PackingError,
     Placement,
+    feature_layouts,
     occupied_fraction,
     pack,
     plan_streams,
@@ -22,6 +23,7 @@ from vcfc.packing import (
 )
 
 ALIGNS = (1, 8, 16, 64)
+LAYOUTS = feature_layouts()  # the picture layout codes an RGB picture, tested below and in test_picture
 FPN = {"p2": (256, 200, 336), "p3": (256, 100, 168), "p4": (256, 50, 84), "p5": (256, 25, 42)}
 SMALL_FPN = {"p2": (6, 20, 34), "p3": (6, 10, 17), "p4": (6, 5, 9), "p5": (6, 3, 5)}
 CASES = {
@@ -92,7 +94,7 @@ def test_real_fpn_mosaic_roundtrip():
 @settings(max_examples=30, deadline=None)
 @given(
     sizes=st.lists(st.tuples(st.integers(1, 5), st.integers(1, 9), st.integers(1, 9)), min_size=1, max_size=4),
-    layout=st.sampled_from(LAYOUTS.choices()),
+    layout=st.sampled_from(LAYOUTS),
     align=st.sampled_from(ALIGNS),
     data=st.data(),
 )
@@ -255,6 +257,12 @@ def test_padding_never_zero_next_to_bright_data():
 
 
 # ----------------------------------------------------------------------------- errors
+
+def test_the_picture_layout_refuses_feature_channels():
+    assert IMAGE_LAYOUT not in LAYOUTS and {"mosaic", "mosaic-level", "frames"} <= set(LAYOUTS)
+    with pytest.raises(PackingError, match="RGB picture"):
+        plan_streams({"x": (3, 4, 5)}, all_channels({"x": (3, 4, 5)}), IMAGE_LAYOUT, 8)
+
 
 def test_plan_errors():
     shapes = {"x": (3, 4, 5)}

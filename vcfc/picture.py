@@ -18,10 +18,10 @@ import numpy as np
 from . import container
 from .codecs import Codec
 from .errors import InputError
+from .packing.layouts import IMAGE_LAYOUT
 from .spec import CodingSpec
 from .version import __version__
 
-IMAGE_LAYOUT = "image"
 NAME = "x"  # the one tensor of a picture file (as for single feature tensors)
 # The split point before the network, which every model has (vcfc.runners): its features are the
 # uint8 network input, coded with layout image. The remote-inference anchor of every report.

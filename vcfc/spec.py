@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from vcfc.packing.layouts import LAYOUTS
+from vcfc.packing.layouts import IMAGE_LAYOUT, LAYOUTS
 from vcfc.packing.quantizers import BIT_DEPTHS, QUANTIZERS
 from vcfc.packing.reorder import REORDERS
 
@@ -37,7 +37,7 @@ class CodingSpec:
         LAYOUTS.get(self.layout)
         REORDERS.get(self.reorder)
         cls.check_bits(self.bits)
-        if self.layout == "image" and self.bits != 8:
+        if self.layout == IMAGE_LAYOUT and self.bits != 8:
             raise InputError(f"layout image codes 8-bit RGB pictures, not {self.bits}-bit")
         if self.bits not in BIT_DEPTHS:  # a codec could claim a depth the quantizers lack
             raise InputError(f"the quantizers code {'/'.join(map(str, BIT_DEPTHS))}-bit, not {self.bits!r}")
@@ -64,7 +64,7 @@ class CodingSpec:
 
     def label(self) -> str:
         """Short id of the spec, e.g. ``x265/fast/minmax/8b/frames`` (a picture: ``x265/fast/image``)."""
-        if self.layout == "image":  # no quantizer: the pixels are the codes
+        if self.layout == IMAGE_LAYOUT:  # no quantizer: the pixels are the codes
             return "/".join([self.codec, self.preset or "default", self.layout])
         parts = [self.codec, self.preset or "default", self.quant, f"{self.bits}b", self.layout]
         if self.reorder != "none":
