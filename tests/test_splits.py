@@ -64,6 +64,13 @@ def test_summary_gives_bytes_with_intervals_and_the_pareto_front():
     assert a["input"].ci_low < a["input"].bytes < a["input"].ci_high
     # the image (0 FLOPs) and 'cheap' (fewest bytes) are on the front; 'dear' needs more bytes than the image
     assert (a["input"].pareto, a["cheap"].pareto, a["dear"].pareto) == (True, True, False)
+    # against the image at the target, paired: the same fidelities at half (twice) the bytes in every
+    # resample give exactly −50 % (+100 %) with a zero-width interval, though each curve's own is wide
+    cheap, dear = curves["cheap"].vs_image["uniform"][0.9], curves["dear"].vs_image["uniform"][0.9]
+    assert (cheap.bytes, cheap.ci_low, cheap.ci_high) == pytest.approx((-50, -50, -50))
+    assert (dear.bytes, dear.ci_low, dear.ci_high) == pytest.approx((100, 100, 100))
+    assert a["input"].ci_high / a["input"].ci_low > 1.05 and not curves["input"].vs_image
+    assert "does not reach" in summarize(_rows(), cuts, targets=(0.999,), n_boot=0)[1].vs_image["uniform"][0.999].reason
     # a tie in bytes with more FLOPs is not on the front
     tie = [Cut("input", 0, 100, [3, 8, 8], 192, 192), Cut("cheap", 30, 100, [4, 4, 4], 64, 192),
            Cut("dear", 30, 100, [8, 4, 4], 128, 192)]

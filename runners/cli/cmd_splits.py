@@ -145,7 +145,10 @@ def _run_and_print(args: argparse.Namespace, exp: Any, cuts: list[Any], targets:
         "qps": exp.coding.qps, "methods": exp.allocation.methods, "targets": targets,
         "cuts": [c.to_dict() for c in all_cuts],
         "curves": [{"layer": c.layer, "allocation": c.allocation, "config": c.config, "points": c.points,
-                    "at": {f"{t:g}": vars(a) for t, a in c.at.items()}} for c in curves],
+                    "at": {f"{t:g}": vars(a) for t, a in c.at.items()},
+                    "vs_image_at": {m: {f"{t:g}": {"change_pct": a.bytes, "ci_low": a.ci_low, "ci_high": a.ci_high,
+                                                   "reason": a.reason} for t, a in per.items()}
+                                    for m, per in c.vs_image.items()}} for c in curves],
         "vs_image": bd.to_dict("records"),
         "timing": {"wall_s": wall, "grid_s": result.elapsed_s, "s_per_image_per_cut": per_cut,
                    "tasks_run": result.done, "tasks_resumed": result.skipped},
@@ -158,6 +161,7 @@ def _run_and_print(args: argparse.Namespace, exp: Any, cuts: list[Any], targets:
         print(json.dumps(jsonable(summary)))
         return 3 if result.errors else 0
     _print_table(summary, curves, all_cuts, targets)
+    _print_at_targets(curves, all_cuts, targets)
     _print_vs_image(bd)
     print(f"\nplot: {out / 'splits.png'}   json: {out / 'splits.json'}   report: {report}")
     print(f"time: {wall:.0f} s in all; per image and cut (all methods and QPs): "
@@ -223,10 +227,30 @@ def _print_table(s: dict, curves: list[Any], cuts: list[Any], targets: list[floa
               + "".join(f"{_bytes_text(c.at[t]):>28s}" for t in targets))
 
 
+def _change_text(a: Any) -> str:
+    if not math.isfinite(a.bytes):
+        return a.reason or "—"
+    ci = f"[{a.ci_low:+.1f}, {a.ci_high:+.1f}]" if math.isfinite(a.ci_low) else "[no interval]"
+    bound = {"at most": "≤ ", "at least": "≥ "}.get((a.reason or "").split(":")[0], "")
+    return f"{bound}{a.bytes:+.1f} % {ci}"
+
+
+def _print_at_targets(curves: list[Any], cuts: list[Any], targets: list[float]) -> None:
+    order = {c.layer: i for i, c in enumerate(cuts)}
+    ours = sorted([c for c in curves if c.vs_image], key=lambda c: (order.get(c.layer, 99), c.allocation))
+    for image_method in sorted({m for c in ours for m in c.vs_image}, reverse=True):
+        print(f"\nBytes against the image ({image_method}) at each fidelity, paired "
+              f"(negative = the features need fewer bytes) [95 % CI]:")
+        for c in ours:
+            per = c.vs_image.get(image_method, {})
+            print(f"  {c.layer:10s} {c.allocation:12s}" + "".join(f"{_change_text(per[t]):>30s}" for t in targets))
+
+
 def _print_vs_image(bd: Any) -> None:
     if bd is None or len(bd) == 0:
         return
-    print("\nBD-rate on bytes per image against the image (negative = the features need fewer bytes) [95 % CI]:")
+    print("\nBD-rate on bytes per image against the image, over the fidelities both curves reach "
+          "(negative = the features need fewer bytes) [95 % CI]:")
     for r in bd.to_dict("records"):
         if r["layer"] == INPUT or r["quality"] != "fidelity":
             continue
