@@ -51,6 +51,13 @@ def test_demo_experiment_file_is_valid():
     assert len(list(Path(exp.datasets[0].path).glob("*.jpg"))) == 24
 
 
+def test_split_points_example_codes_the_input_as_a_picture():
+    exp = load_experiment(bundled("split-points.toml"))
+    assert exp.models[0].layers == ["input", "fire3", "pool3"]
+    assert [s.layout for s in exp.specs("input")] == ["image"] and [s.layout for s in exp.specs("fire3")] == ["frames"]
+    assert exp.methods("input") == ["uniform", "rdo-uniform"] and "rdo" in exp.methods("pool3")
+
+
 def _comparable(run_dir: Path) -> pd.DataFrame:
     t = pd.read_parquet(run_dir / "rows.parquet")
     t = t.drop(columns=[c for c in TIMING if c in t.columns])

@@ -171,16 +171,12 @@ def test_cli_pictures_and_features_do_not_mix(tmp_path):
     assert r.returncode == 2 and "holds features" in r.stderr and not (tmp_path / "f.png").exists()
 
 
-def test_the_input_takes_only_what_a_picture_can_take():
-    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp", "30",
-                 "--allocation", "rdo")
-    assert r.returncode == 2 and "a picture has one QP" in r.stderr
-    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp", "30",
-                 "--layout", "frames")
-    assert r.returncode == 2 and "--layout image" in r.stderr
-    r = vcfc_cli("eval", "--model", "squeezenet1_1", "--layer", "fire3", "--data", str(KODAK), "--qp", "30",
-                 "--layout", "image")
-    assert r.returncode == 2 and "--layer input" in r.stderr
-    r = vcfc_cli("sensitivity", "--model", "squeezenet1_1", "--layer", "input", "--data", str(KODAK), "--qp-base", "30",
-                 "--out", "unused")
-    assert r.returncode == 2 and "channel sensitivity is for features" in r.stderr
+@pytest.mark.parametrize("command, layer, extra, msg", [
+    ("eval", "input", ["--qp", "30", "--allocation", "rdo"], "a picture has one QP"),
+    ("eval", "input", ["--qp", "30", "--layout", "frames"], "--layout image"),
+    ("eval", "fire3", ["--qp", "30", "--layout", "image"], "--layer input"),
+    ("sensitivity", "input", ["--qp-base", "30", "--out", "unused"], "channel sensitivity is for features"),
+])
+def test_the_input_takes_only_what_a_picture_can_take(command, layer, extra, msg):
+    r = vcfc_cli(command, "--model", "squeezenet1_1", "--layer", layer, "--data", str(KODAK), *extra)
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
