@@ -66,9 +66,13 @@ class Profile:
         return qps, rate, dist
 
 
-def _prefix(path: str | Path) -> Path:
+PROFILE_SUFFIXES = (".parquet", ".csv", ".json", ".png")  # the files write_profile writes
+
+
+def profile_prefix(path: str | Path) -> Path:
+    """PREFIX of a profile given as PREFIX or any of its files."""
     p = Path(path)
-    return p.with_suffix("") if p.suffix.lower() in (".parquet", ".csv", ".json", ".png") else p
+    return p.with_suffix("") if p.suffix.lower() in PROFILE_SUFFIXES else p
 
 
 def write_profile(profile: Profile, path: str | Path, plot: bool = True) -> dict[str, Path]:
@@ -76,7 +80,7 @@ def write_profile(profile: Profile, path: str | Path, plot: bool = True) -> dict
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    prefix = _prefix(path)
+    prefix = profile_prefix(path)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     meta_json = json.dumps(jsonable(profile.meta), sort_keys=True)
     table = pa.Table.from_pandas(profile.table, preserve_index=False)

@@ -94,16 +94,19 @@ def test_allocate_cli(tmp_path: Path):
     out = tmp_path / "q.txt"
     assert _run_cli("allocate", str(tmp_path / "p.parquet"), "--qp-range", "10", "--out", str(out)) == 0
     assert load_qps(out) == S.allocate_linear(s, 34, 10).tolist()
+    with pytest.raises(InputError, match="exists; --force"):  # q.txt is there now
+        _run_cli("allocate", str(tmp_path / "p.csv"), "--qp-range", "12", "--out", str(out))
     assert _run_cli("allocate", str(tmp_path / "p.csv"), "--qp-range", "12", "--method", "lagrangian",
-                    "--target-qp", "30", "--out", str(out)) == 0
+                    "--target-qp", "30", "--out", str(out), "--force") == 0
     got = load_qps(out)
     assert len(got) == 6 and np.mean(got) >= 30 and set(got) <= set(qps.tolist())
     with pytest.raises(InputError, match="lagrangian needs"):
-        _run_cli("allocate", str(tmp_path / "p"), "--qp-range", "12", "--method", "lagrangian", "--out", str(out))
+        _run_cli("allocate", str(tmp_path / "p"), "--qp-range", "12", "--method", "lagrangian", "--out", str(out),
+                 "--force")
     # per-level profile: one QP per level, repeated for the level's channels
     lv = S.Profile.from_arrays(np.array([0.2, 1.0]), {"qp_base": 40, "codec": "x265", "mode": "level",
                                                       "level_channels": {"p2": 3, "p3": 2}},
                                levels=["p2", "p3"], channels=[-1, -1])
     S.write_profile(lv, tmp_path / "lv", plot=False)
-    assert _run_cli("allocate", str(tmp_path / "lv"), "--qp-range", "5", "--out", str(out)) == 0
+    assert _run_cli("allocate", str(tmp_path / "lv"), "--qp-range", "5", "--out", str(out), "--force") == 0
     assert load_qps(out) == [40, 40, 40, 35, 35]

@@ -47,6 +47,53 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
+# Where commands write, checked before any work (one rule for every command): an output file's
+# folder must exist and take a new file, and an existing file is replaced only when asked; an
+# output folder is created with its parents, so the nearest folder that exists must take files.
+
+def _check_writable(folder: Path, what: Path) -> None:
+    """Create and remove a file in ``folder``: the only test that holds for read-only mounts,
+    ACLs and root alike (os.access says yes to root everywhere)."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vcfc-probe-", dir=folder)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def output_file(path: str | Path, force: bool = False) -> Path:
+    """Check that ``path`` can be written (before any work): its folder exists and is writable,
+    it is not a folder, and it does not exist unless ``force`` (the CLI's --force)."""
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder, not a file")
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: the folder {p.parent} does not exist")
+    if p.exists() and not force:
+        raise InputError(f"{p}: exists; --force replaces it")
+    _check_writable(p.parent, p)
+    return p
+
+
+def output_dir(path: str | Path, replace: bool = True) -> Path:
+    """Check that folder ``path`` can be written or created (before any work). ``replace=False``
+    refuses a folder that already holds files (the CLI's --force allows it); a report or a
+    resumable run folder is written into as it is."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"{p}: exists and is not a folder")
+    if not replace and p.is_dir() and any(p.iterdir()):
+        raise InputError(f"{p}: holds files already; --force writes over them")
+    existing = p.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{p}: {existing} is not a folder")
+    _check_writable(existing, p)
+    return p
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (see atomic_path); str is written as UTF-8."""
     with atomic_path(path) as tmp:

@@ -34,6 +34,10 @@ def add_command(sub: Any, name: str, help: str, description: str, epilog: str = 
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def force_flag(p: argparse.ArgumentParser, what: str = "an existing output file") -> None:
+    p.add_argument("--force", action="store_true", help=f"replace {what} (without it: exit 2, nothing done)")
+
+
 def ffmpeg_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ffmpeg", metavar="PATH", help="ffmpeg binary to use (default: $VCFC_FFMPEG, else imageio-ffmpeg's)")
 

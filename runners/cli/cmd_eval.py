@@ -5,15 +5,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from vcfc.errors import InputError
+from vcfc.io import atomic_path, output_dir, output_file
 from vcfc.runners.kinds import KINDS
 from vcfc.runners.presets import INPUT
 from vcfc.sensitivity.allocation import ALLOCATORS, Target, selectable_allocators
 
-from .args import EXIT_CODES, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, positive, spec_from
+from .args import (
+    EXIT_CODES,
+    add_command,
+    codec_help,
+    coding_flags,
+    ffmpeg_flag,
+    force_flag,
+    parse_hw,
+    positive,
+    spec_from,
+)
 
 EVAL_EPILOG = f"""\
 examples:
@@ -86,7 +96,8 @@ def register(sub: Any) -> None:
                     "pyramids) with a manifest.json.", EXTRACT_EPILOG)
     model_args(p)
     data_args(p)
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    force_flag(p, "the files of an earlier extract in --out")
     p.set_defaults(func=cmd_extract)
 
     p = add_command(sub, "eval", "head → code → tail over a dataset; task metrics vs uncompressed",
@@ -107,6 +118,7 @@ def register(sub: Any) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--rows", metavar="FILE.parquet", help="also write per-image rows")
+    force_flag(p, "an existing --rows file")
     ffmpeg_flag(p)
     p.set_defaults(func=cmd_eval)
 
@@ -143,6 +155,7 @@ def open_split_and_data(args: argparse.Namespace):
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    out = output_dir(args.out, replace=args.force)  # before torch and the model load
     import numpy as np
     from tqdm import tqdm
 
@@ -150,7 +163,6 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from vcfc.runners.datasets import batches
 
     sp, ds, batch_size = open_split_and_data(args)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
     with tqdm(total=len(ds), desc="extract", unit="img", file=sys.stderr) as bar:
@@ -204,6 +216,8 @@ def _fixed_qps(args: argparse.Namespace, spec: Any) -> tuple[str, tuple[int, ...
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.rows:
+        output_file(args.rows, args.force)  # a bad path ends the run now (before torch loads), not after every image
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
@@ -261,7 +275,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         summary["error_images"] = [f"{i}: {e}" for i, e in errors[:20]]
     if args.rows:
         table = rows + [{"image_id": i, "config": cfg.label(), "status": "error", "error": e} for i, e in errors]
-        pd.DataFrame(table).to_parquet(args.rows)
+        with atomic_path(args.rows) as tmp:
+            pd.DataFrame(table).to_parquet(tmp)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vcfc.errors import InputError
+from vcfc.io import output_dir
 from vcfc.runners.grid.executors import EXECUTORS
 
 from .args import EXIT_CODES, add_command, positive
@@ -91,6 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from vcfc.runners.config import load_experiment
 
     positive("--workers", args.workers)
+    output_dir(args.out)  # a folder that cannot be written ends the run now, not after the first task
     exp = load_experiment(args.experiment)
     return run_and_say(exp, Path(args.out), args.executor, args.workers, args.scheduler, args.retry_errors,
                        not args.no_progress, args.new)
@@ -123,6 +125,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from vcfc.results.aggregate import layer_anchor
 
     positive("--bootstrap", args.bootstrap)
+    output_dir(args.out or Path(args.run_dir) / "report")
     rate = args.rate or ("bytes" if layer_anchor(args.anchor) else "bpfe")
     if layer_anchor(args.anchor) and rate == "bpfe":
         raise InputError("--anchor LAYER:ALLOCATION compares split points of different sizes: use --rate bytes or bpp")
@@ -187,6 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vcfc.runners.weights import random_weights_hint, weights_available
 
     positive("--workers", args.workers)
+    output_dir(args.out)
     exp = load_experiment(bundled("demo.toml"))
     m = exp.models[0]
     if not weights_available(m.name, m.weights):

@@ -11,9 +11,17 @@ import vcfc
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.ffmpeg import capabilities, find_ffmpeg
-from vcfc.io import FEATURE_SUFFIXES, PICTURE_SUFFIXES, atomic_write, load_features, load_qps, save_features
+from vcfc.io import (
+    FEATURE_SUFFIXES,
+    PICTURE_SUFFIXES,
+    atomic_write,
+    load_features,
+    load_qps,
+    output_file,
+    save_features,
+)
 
-from .args import StageProgress, add_command, codec_help, coding_flags, ffmpeg_flag, parse_hw, spec_from
+from .args import StageProgress, add_command, codec_help, coding_flags, ffmpeg_flag, force_flag, parse_hw, spec_from
 
 ENCODE_EPILOG = f"""\
 examples:
@@ -73,6 +81,7 @@ def register(sub: Any) -> None:
                     "Quantize, pack and code features into a self-describing .vcfc file.", ENCODE_EPILOG)
     p.add_argument("input", metavar="IN", help="features: .npy or .safetensors; a picture (.png, .jpg, …) with --layout image")
     p.add_argument("output", metavar="OUT.vcfc")
+    force_flag(p)
     q = p.add_mutually_exclusive_group()
     q.add_argument("--qp", type=int, help="one QP for every channel")
     q.add_argument("--channel-qps", metavar="FILE", help="text file, one integer QP per channel")
@@ -85,6 +94,7 @@ def register(sub: Any) -> None:
     p = add_command(sub, "decode", ".vcfc → features (.npy/.safetensors)", "Decode a .vcfc file to features.", DECODE_EPILOG)
     p.add_argument("input", metavar="IN.vcfc")
     p.add_argument("output", metavar="OUT", help=".npy (single tensor) or .safetensors")
+    force_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress line")
     ffmpeg_flag(p)
     p.set_defaults(func=cmd_decode)
@@ -111,9 +121,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     spec = spec_from(args)
     if args.qp is None and args.channel_qps is None and spec.uses_qp:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
+    output_file(args.output, args.force)  # say so before coding, not after
     features = load_features(args.input)
-    if not Path(args.output).parent.is_dir():  # say so before coding, not after
-        raise InputError(f"{args.output}: the folder {Path(args.output).parent} does not exist")
     input_size = parse_hw(args.input_size) if args.input_size else None
     if spec.layout == "image" and input_size is not None:
         raise InputError("--input-size is for features: a picture's own size gives its bits per pixel")
@@ -136,8 +145,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     info = vcfc.inspect(data)
     if out.suffix.lower() in PICTURE_SUFFIXES and info["layout"] != "image":
         raise InputError(f"{out}: {args.input} holds features, not a picture: write .npy or .safetensors")
-    if not out.parent.is_dir():  # say so before decoding, not after
-        raise InputError(f"{out}: the folder {out.parent} does not exist")
+    output_file(out, args.force)  # say so before decoding, not after
     with StageProgress(args.quiet) as progress:
         features = vcfc.decode(data, ffmpeg=args.ffmpeg, progress=progress)
     save_features(out, features)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vcfc.errors import InputError
-from vcfc.io import atomic_write
+from vcfc.io import atomic_write, output_file
 from vcfc.runners.kinds import KINDS
 from vcfc.runners.presets import INPUT
 from vcfc.sensitivity.allocation import ALLOCATORS, Target
@@ -16,7 +16,7 @@ from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import METHODS, PRECISIONS
 from vcfc.spec import CodingSpec
 
-from .args import add_command, coding_flags, positive, spec_from
+from .args import add_command, coding_flags, force_flag, positive, spec_from
 
 SENS_EPILOG = """\
 examples:
@@ -103,7 +103,9 @@ def register(sub: Any) -> None:
     p.add_argument("--probes", type=int, default=16, help="taylor: random probes (0 = plain gradient·noise)")
     p.add_argument("--rd-qps", default="auto", metavar="LO:HI[:STEP]",
                    help="QP grid of the rate/distortion tables (auto: QP_base−12..QP_base+8 step 2; none)")
-    p.add_argument("--out", required=True, metavar="PROFILE", help="path prefix or .parquet")
+    p.add_argument("--out", required=True, metavar="PROFILE",
+                   help="path prefix or .parquet: writes PROFILE.parquet, .csv, .json and .png")
+    force_flag(p, "an existing profile")
     p.set_defaults(func=_cmd_sensitivity)
 
     p = add_command(sub, "allocate", "per-channel QPs from a sensitivity profile",
@@ -118,10 +120,15 @@ def register(sub: Any) -> None:
     g.add_argument("--lambda", dest="lam", type=float, help="lagrangian: fixed λ")
     g.add_argument("--match-uniform", action="store_true", help="lagrangian: the uniform QP_base's size per the profile")
     p.add_argument("--out", required=True, metavar="QPS.txt")
+    force_flag(p)
     p.set_defaults(func=_cmd_allocate)
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from vcfc.sensitivity.profile import PROFILE_SUFFIXES, profile_prefix
+
+    for suffix in PROFILE_SUFFIXES:  # every file the profile will be, before any work (and before torch)
+        output_file(profile_prefix(args.out).with_suffix(suffix), args.force)
     import torch
 
     from vcfc.runners.datasets import open_dataset
@@ -172,6 +179,7 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     from vcfc.sensitivity.allocation import allocate_from_profile, per_channel
     from vcfc.sensitivity.profile import read_profile
 
+    output_file(args.out, args.force)
     prof = read_profile(args.profile)
     meta = prof.meta
     qp_base = args.qp_base if args.qp_base is not None else meta.get("qp_base")
@@ -191,7 +199,6 @@ def _cmd_allocate(args: argparse.Namespace) -> int:
     target = Target(bytes=args.target_bytes, qp=args.target_qp, lam=args.lam)
     qps, note = allocate_from_profile(args.method, prof, int(qp_base), args.qp_range, (lo, hi), target)
     lines = per_channel(prof, qps)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, "".join(f"{q}\n" for q in lines))
     print(f"{len(lines)} QPs, mean {np.mean(lines):.2f}, range {min(lines)}..{max(lines)}"
           f"{', ' + note if note else ''} -> {args.out}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any
 
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
+from vcfc.io import output_dir
 from vcfc.runners.kinds import KINDS
 from vcfc.runners.presets import INPUT
 
@@ -95,9 +96,7 @@ def cmd_splits(args: argparse.Namespace) -> int:
         raise InputError(f"--targets are fidelities in (0, 1], got {args.targets}")
     qps = [int(q) for q in _floats(args.qps, "--qps")]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    out = Path(args.out or f"splits-{args.model}")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
+    out = output_dir(args.out or f"splits-{args.model}")
 
     from vcfc.runners.models import meta_split
     from vcfc.runners.tasks import get_task
