@@ -42,7 +42,9 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from vcfc.codecs import CODECS
 from vcfc.errors import InputError
@@ -50,47 +52,56 @@ from vcfc.packing.layouts import LAYOUTS
 from vcfc.packing.quantizers import QUANTIZERS
 from vcfc.packing.reorder import REORDERS
 from vcfc.picture import IMAGE_LAYOUT
-from vcfc.registry import Registry
 from vcfc.sensitivity.allocation import ALLOCATORS
 from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import RdoSettings
 from vcfc.spec import CodingSpec
 
 from .grid.executors import EXECUTORS
+from .kinds import KINDS
 from .presets import INPUT
+from .schema import Device, Int, NonNegative, NotEmpty, Positive, Str, choices, error_line, unique_list
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+# The field types say what a file may hold (vcfc.runners.schema: pydantic checks them, strictly:
+# 32 is not "32"); the registries give the choices.
+Codec, Layout, Quant, Reorder = choices(CODECS), choices(LAYOUTS), choices(QUANTIZERS), choices(REORDERS)
+Method, Distance, Executor, Kind = choices(ALLOCATORS), choices(DISTANCES), choices(EXECUTORS), choices(KINDS)
+STRICT = ConfigDict(extra="forbid")  # an unknown field is an error, not ignored
 
 
 @dataclass
 class DatasetSpec:
-    path: str
-    kind: str = "auto"
-    limit: int | None = None
+    __pydantic_config__ = STRICT
+    path: Str
+    kind: Kind = "auto"
+    limit: Positive | None = None
 
 
 @dataclass
 class ModelSpec:
-    name: str
-    weights: str = "DEFAULT"
-    layers: list[str] = field(default_factory=lambda: ["pool1"])
+    __pydantic_config__ = STRICT
+    name: Str
+    weights: Str = "DEFAULT"
+    layers: unique_list(Str) = field(default_factory=lambda: ["pool1"])
 
 
 @dataclass
 class CodingGrid:
     """[coding]: the codecs × layouts × QPs to run; each (codec, layout) is one CodingSpec."""
 
-    codecs: list[str] = field(default_factory=lambda: ["x265"])
-    presets: dict[str, str] = field(default_factory=dict)
-    quant: str | list[str] = "minmax"  # one quantizer, or several to compare
-    bits: int = 8
-    layouts: list[str] = field(default_factory=lambda: ["frames"])
-    reorder: str = "none"
-    qps: list[int] = field(default_factory=lambda: [27, 32, 37, 42])
+    __pydantic_config__ = STRICT
+    codecs: unique_list(Codec) = field(default_factory=lambda: ["x265"])
+    presets: dict[Str, Str] = field(default_factory=dict)
+    quant: Quant | unique_list(Quant) = "minmax"  # one quantizer, or several to compare
+    bits: Int = 8
+    layouts: unique_list(Layout) = field(default_factory=lambda: ["frames"])
+    reorder: Reorder = "none"
+    qps: unique_list(Int) = field(default_factory=lambda: [27, 32, 37, 42])
 
     @property
     def quants(self) -> list[str]:
@@ -104,18 +115,19 @@ class CodingGrid:
 
 @dataclass
 class AllocationSpec:
-    methods: list[str] = field(default_factory=lambda: ["uniform"])
-    qp_range: int = 8
-    profile_images: int = 6
-    profile_qp: int = 32
-    profile_data: str | None = None
-    distance: str = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
+    __pydantic_config__ = STRICT
+    methods: unique_list(Method) = field(default_factory=lambda: ["uniform"])
+    qp_range: NonNegative = 8
+    profile_images: Positive = 6
+    profile_qp: Int = 32
+    profile_data: Str | None = None
+    distance: Distance = "penultimate"  # penultimate | output | kl | top1: what a channel's noise costs
     # rdo / rdo-uniform (vcfc.sensitivity.options.RdoSettings); λ per QP is calibrated on the profile images
-    rdo_span: int = 6
-    rdo_step: int = 3
-    rdo_groups: int = 8
-    rdo_rounds: int = 8
-    rdo_distortion: str = "kl"
+    rdo_span: Int = 6
+    rdo_step: Int = 3
+    rdo_groups: Int = 8
+    rdo_rounds: Int = 8
+    rdo_distortion: Str = "kl"
 
     def rdo_options(self) -> dict[str, Any]:
         return {"span": self.rdo_span, "step": self.rdo_step, "groups": self.rdo_groups,
@@ -128,19 +140,21 @@ class AllocationSpec:
 
 @dataclass
 class RunSpec:
-    executor: str = "local"
-    workers: int | None = None            # default: one per core
-    threads_per_worker: int | None = None  # default: cores ÷ workers (torch, parallel images, encoders)
-    batch_size: int = 4
-    device: str = "cpu"
-    scheduler: str | None = None
+    __pydantic_config__ = STRICT
+    executor: Executor = "local"
+    workers: Positive | None = None            # default: one per core
+    threads_per_worker: Positive | None = None  # default: cores ÷ workers (torch, parallel images, encoders)
+    batch_size: Positive = 4
+    device: Device = "cpu"
+    scheduler: Str | None = None
 
 
 @dataclass
 class Experiment:
-    name: str
-    datasets: list[DatasetSpec]
-    models: list[ModelSpec]
+    __pydantic_config__ = STRICT
+    name: Str
+    datasets: Annotated[list[DatasetSpec], NotEmpty]
+    models: Annotated[list[ModelSpec], NotEmpty]
     coding: CodingGrid = field(default_factory=CodingGrid)
     allocation: AllocationSpec = field(default_factory=AllocationSpec)
     run: RunSpec = field(default_factory=RunSpec)
@@ -173,55 +187,56 @@ def load_experiment(path: str | Path) -> Experiment:
         raise InputError(f"{path}: cannot read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
-    return experiment_from_dict(raw, base=path.parent, default_name=path.stem)
+    try:
+        return experiment_from_dict(raw, base=path.parent, default_name=path.stem)
+    except InputError as exc:  # name the file, not "experiment"
+        raise InputError(f"{path}: {str(exc).removeprefix('experiment: ')}") from None
 
 
 def experiment_from_dict(raw: dict[str, Any], base: Path = Path("."), default_name: str = "experiment") -> Experiment:
-    known = {"name", "datasets", "dataset", "models", "model", "coding", "allocation", "run"}
-    _no_unknown(raw, known, "experiment")
-    datasets = _list_of_tables(raw, "datasets", "dataset")
-    models = _list_of_tables(raw, "models", "model")
-    if not datasets:
-        raise InputError("experiment: at least one [[datasets]] entry with a path is needed")
-    if not models:
-        raise InputError("experiment: at least one [[models]] entry with a name is needed")
-    exp = Experiment(
-        name=str(raw.get("name", default_name)),
-        datasets=[_dataset(d, base) for d in datasets],
-        models=[_model(m) for m in models],
-        coding=_build(CodingGrid, raw.get("coding", {}), "coding"),
-        allocation=_build(AllocationSpec, raw.get("allocation", {}), "allocation"),
-        run=_build(RunSpec, raw.get("run", {}), "run"),
-    )
+    """An Experiment from a parsed file: every field checked (types, ranges, choices: the schema),
+    then what involves several fields (validate); relative paths are relative to ``base``."""
+    raw = dict(raw)
+    for plural, singular in (("datasets", "dataset"), ("models", "model")):  # [dataset] or [[datasets]]
+        if singular in raw and plural not in raw:
+            one = raw.pop(singular)
+            raw[plural] = [one] if isinstance(one, dict) else one
+    raw.setdefault("name", default_name)
+    for what in ("datasets", "models"):
+        if not raw.get(what):
+            raise InputError(f"experiment: at least one [[{what}]] entry is needed "
+                             f"({'a path' if what == 'datasets' else 'a name'} each)")
+    if isinstance(raw["models"], list):
+        raw["models"] = [_one_layer(m) for m in raw["models"]]
+    exp = _parse(raw)
+    for d in exp.datasets:
+        d.path = str(_resolve(d.path, base))
     if exp.allocation.profile_data:
         exp.allocation.profile_data = str(_resolve(exp.allocation.profile_data, base))
     validate(exp)
     return exp
 
 
-def _list_of_tables(raw: dict[str, Any], plural: str, singular: str) -> list[dict[str, Any]]:
-    value = raw.get(plural, raw.get(singular, []))
-    if isinstance(value, dict):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise InputError(f"experiment: '{plural}' must be a list of tables ([[{plural}]])")
-    return value
+_SCHEMA = TypeAdapter(Experiment)
 
 
-def _dataset(d: dict[str, Any], base: Path) -> DatasetSpec:
-    spec = _build(DatasetSpec, d, "datasets")
-    spec.path = str(_resolve(spec.path, base))
-    return spec
+def _parse(raw: dict[str, Any]) -> Experiment:
+    try:
+        return _SCHEMA.validate_python(raw)
+    except ValidationError as exc:
+        raise error_line(exc) from None
 
 
-def _model(m: dict[str, Any]) -> ModelSpec:
+def _one_layer(m: Any) -> Any:
+    """``layer = "fire3"`` is ``layers = ["fire3"]``; so is ``layers = "fire3"``."""
+    if not isinstance(m, dict):
+        return m
     m = dict(m)
-    if "layer" in m:
-        m["layers"] = [m.pop("layer")]
-    spec = _build(ModelSpec, m, "models")
-    if isinstance(spec.layers, str):
-        spec.layers = [spec.layers]
-    return spec
+    if "layer" in m and "layers" not in m:
+        m["layers"] = m.pop("layer")
+    if isinstance(m.get("layers"), str):
+        m["layers"] = [m["layers"]]
+    return m
 
 
 def _resolve(p: str, base: Path) -> Path:
@@ -229,76 +244,33 @@ def _resolve(p: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
-def _build(cls: type, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise InputError(f"experiment: [{where}] must be a table")
-    names = {f for f in cls.__dataclass_fields__}
-    _no_unknown(values, names, where)
-    try:
-        return cls(**values)
-    except TypeError as exc:
-        raise InputError(f"experiment: [{where}] {exc}") from None
-
-
-def _no_unknown(values: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InputError(f"experiment: unknown field(s) {', '.join(unknown)} in [{where}] (known: {', '.join(sorted(known))})")
-
-
 def validate(exp: Experiment) -> None:
-    """Every choice against its registry and every QP against its codec's range, so a bad value
-    stops the run before any task starts, with its name in the message."""
-    c, a, r = exp.coding, exp.allocation, exp.run
-    _choices(c.codecs, CODECS)
-    _choices(c.layouts, LAYOUTS)
+    """What one field's type cannot say: the schema again (for experiments built in code), the
+    picture layout, presets for listed codecs, every QP within its codec's range and the rdo
+    settings, so a bad value stops the run before any task starts, with its name in the message."""
+    _parse(exp.to_dict())
+    c, a = exp.coding, exp.allocation
     if IMAGE_LAYOUT in c.layouts:
         raise InputError(f"experiment: [coding] layouts: {IMAGE_LAYOUT} codes a picture; list layer \"{INPUT}\" in "
                          f"[[models]] layers to code the network input, and feature layouts here")
-    if not c.quants or not all(isinstance(q, str) for q in c.quants):
-        raise InputError("experiment: [coding] quant must be a quantizer name or a list of them")
-    _choices(c.quants, QUANTIZERS)
-    _choices([c.reorder], REORDERS)
-    _choices(a.methods, ALLOCATORS)
     unusable = [m for m in a.methods if not ALLOCATORS.get(m).selectable]
     if unusable:
-        raise InputError(f"experiment: allocation {unusable[0]!r} cannot be named in methods "
+        raise InputError(f"experiment: [allocation] methods: {unusable[0]!r} cannot be named here "
                          f"({ALLOCATORS.get(unusable[0]).description})")
-    _choices([a.distance], DISTANCES)
-    _choices([r.executor], EXECUTORS)
     unknown = sorted(set(c.presets) - set(c.codecs))
     if unknown:
-        raise InputError(f"experiment: presets given for codec(s) not in codecs: {', '.join(unknown)}")
-    if not c.qps or not all(isinstance(q, int) and not isinstance(q, bool) for q in c.qps):
-        raise InputError("experiment: [coding] qps must be a non-empty list of integers")
+        raise InputError(f"experiment: [coding] presets: given for codec(s) not in codecs: {', '.join(unknown)}")
     for spec in c.specs():
-        try:
-            spec.checked()
-            for q in [*c.qps, a.profile_qp]:
-                spec.check_qp(q, "QP")
-        except InputError as exc:
-            raise InputError(f"experiment: {exc}") from None
+        for where, qps in (("[coding] qps", c.qps), ("[allocation] profile_qp", [a.profile_qp])):
+            try:
+                spec.checked()
+                for q in qps:
+                    spec.check_qp(q, "QP")
+            except InputError as exc:
+                raise InputError(f"experiment: {where}: {exc}") from None
     if "uniform" not in a.methods:
         a.methods.insert(0, "uniform")  # the anchor every BD-rate is measured against
-    if a.profile_images < 1 or a.qp_range < 0:
-        raise InputError("experiment: profile_images must be ≥ 1 and qp_range ≥ 0")
     try:
         a.rdo_settings()
     except InputError as exc:
         raise InputError(f"experiment: [allocation] {exc}") from None
-    if r.batch_size < 1:
-        raise InputError("experiment: batch_size must be ≥ 1")
-    if r.workers is not None and r.workers < 1:
-        raise InputError("experiment: workers must be ≥ 1")
-    for d in exp.datasets:
-        if d.limit is not None and d.limit < 1:
-            raise InputError("experiment: dataset limit must be ≥ 1")
-
-
-def _choices(values: list[Any], registry: Registry) -> None:
-    """Each value must name an entry of ``registry`` (the registry's own one-line error)."""
-    for v in values:
-        try:
-            registry.get(v)
-        except (InputError, ValueError) as exc:
-            raise InputError(f"experiment: {exc}") from None

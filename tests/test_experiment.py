@@ -45,6 +45,42 @@ def test_defaults_and_validation(tmp_path: Path):
         load_experiment(tmp_path / "bad.toml")
 
 
+BASE = {"datasets": [{"path": "x"}], "models": [{"name": "squeezenet1_1", "layers": ["fire3"]}]}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"coding": {"qps": 32}}, "[coding] qps: must be a valid list (got 32)"),
+    ({"coding": {"codecs": "x265"}}, "[coding] codecs: must be a valid list (got 'x265')"),
+    ({"coding": {"presets": "fast"}}, "[coding] presets: must be a valid dictionary"),
+    ({"coding": {"qps": [32, 32]}}, "[coding] qps: lists 32 twice"),
+    ({"coding": {"qps": [32.0]}}, "[coding] qps[0]: must be a valid integer"),
+    ({"coding": {"quant": 5}}, "[coding] quant: must be a valid string"),
+    ({"coding": {"quant": ["minmax", "mystery"]}}, "[coding] quant[1]: unknown quantizer 'mystery'"),
+    ({"coding": {"qps": [32, 99]}}, "[coding] qps: QP 99 is outside x265's QP range"),
+    ({"run": {"device": "gpu"}}, "[run] device: must be auto, cpu, cuda, cuda:N or mps (got 'gpu')"),
+    ({"run": {"workers": "two"}}, "[run] workers: must be a valid integer (got 'two')"),
+    ({"run": {"batch_size": 0}}, "[run] batch_size: must be greater than or equal to 1"),
+    ({"allocation": {"qp_range": "5"}}, "[allocation] qp_range: must be a valid integer (got '5')"),
+    ({"allocation": {"methods": ["rdo", "rdo"]}}, "[allocation] methods: lists 'rdo' twice"),
+    ({"datasets": [{"path": "x"}, {"path": "y", "limit": "2"}]}, "[[datasets]] #2 limit: must be a valid integer"),
+    ({"models": [{"name": "m", "layers": ["a", "a"]}]}, "[[models]] #1 layers: lists 'a' twice"),
+    ({"run": {"wokers": 2}}, "[run] wokers: unknown field"),
+])
+def test_every_field_is_checked_with_its_name(extra, message):
+    with pytest.raises(InputError) as exc:
+        experiment_from_dict({**BASE, **extra})
+    assert str(exc.value) == f"experiment: {message}" or str(exc.value).startswith(f"experiment: {message}")
+
+
+def test_a_bad_experiment_file_is_one_line_naming_file_and_field_before_any_task(tmp_path: Path):
+    exp = tmp_path / "exp.toml"
+    exp.write_text(f'[[datasets]]\npath = "{KODAK}"\n[[models]]\nname = "squeezenet1_1"\nlayers = ["fire3"]\n'
+                   '[coding]\nqps = 32\n')
+    r = vcfc("run", str(exp), "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and r.stderr.strip() == f"vcfc: error: {exp}: [coding] qps: must be a valid list (got 32)"
+    assert not (tmp_path / "run").exists()
+
+
 def test_demo_experiment_file_is_valid():
     exp = load_experiment(bundled("demo.toml"))
     assert exp.models[0].name == "squeezenet1_1" and set(exp.allocation.methods) == {"uniform", "perimage", "rdo"}
