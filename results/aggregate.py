@@ -374,15 +374,33 @@ def _min_images(pts: pd.DataFrame, config: str, *cfgs: str) -> int:
     return int(d[col].min()) if col in d and len(d) else 0
 
 
+CODING_STAGES = ("quant_s", "pack_s", "encode_s", "decode_s", "alloc_s")  # what coding costs beside the network
+
+
 def timings(rows: pd.DataFrame, config: str = "config") -> pd.DataFrame:
-    """Mean seconds per stage and image for each config (ok rows only)."""
+    """Mean seconds per stage and image for each config (ok rows only), their total, the coding
+    part (allocation included) and ``x_uniform``: that coding time over the uniform-QP config of
+    the same family's (what a per-image allocation costs in uniform encodes)."""
     cols = [c for c in STAGES if c in rows]
     if not cols or config not in rows:
         return pd.DataFrame()
     good = rows[_ok(rows)]
-    t = good.groupby(config)[cols].mean()
+    family = [c for c in DESCRIPTORS if c in good and c != "allocation"]
+    keys = [config, *family, *(["allocation"] if "allocation" in good else [])]
+    t = good.groupby(keys, dropna=False)[cols].mean()
     t["total_s"] = t.sum(axis=1, min_count=1)
-    return t.reset_index()
+    t["coding_s"] = t[[c for c in CODING_STAGES if c in t]].sum(axis=1, min_count=1)
+    t = t.reset_index()
+    t["x_uniform"] = np.nan
+    if "allocation" in t:
+        uniform = t[t["allocation"].astype(str) == "uniform"]
+        def key(r: pd.Series) -> tuple[str, ...]:
+            return tuple(str(v) for v in r[family])  # str: a missing preset (NaN) matches itself
+
+        base = {key(r): r["coding_s"] for _, r in uniform.iterrows()}
+        t["x_uniform"] = [row["coding_s"] / base[k] if (k := key(row)) in base and base[k] > 0 else np.nan
+                          for _, row in t.iterrows()]
+    return t.drop(columns=[c for c in keys if c != config])
 
 
 def errors(rows: pd.DataFrame, config: str = "config") -> pd.DataFrame:

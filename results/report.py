@@ -470,8 +470,13 @@ def _timings_section(doc: _Doc, rows: pd.DataFrame, labels: Mapping[str, str]) -
     view = pd.DataFrame({"configuration": [labels.get(str(c), str(c)) for c in t["config"]],
                          "network (head + tail)": col("head_s", "tail_s"),
                          "quantise + pack": col("quant_s", "pack_s"), "encode": col("encode_s"),
-                         "decode": col("decode_s"), "allocate": col("alloc_s"), "total": t["total_s"]})
+                         "decode": col("decode_s"), "allocate": col("alloc_s"), "total": t["total_s"],
+                         "coding ÷ uniform's": col("x_uniform")})
     doc.table(view.round(4), "timings.csv", full=t)
+    doc.para("Seconds per image, averaged over every image and QP. Coding = quantise, pack, encode, decode "
+             "and allocate (the QP search of a per-image method included); the last column divides it by "
+             "the uniform-QP configuration's of the same model, layer, codec and layout: what a method costs "
+             "in uniform encodes.", cls="note")
 
 
 def _errors_section(doc: _Doc, rows: pd.DataFrame, labels: Mapping[str, str]) -> None:

@@ -29,6 +29,7 @@ from .config import Experiment
 from .datasets import collate, load_samples, open_dataset
 from .evaluate import EvalConfig, eval_config, evaluate_batch
 from .grid.budget import Budget, default_workers
+from .grid.executors import EXECUTORS, check_scheduler
 from .grid.run_grid import GridResult, run_grid
 from .grid.worker import worker_cache
 from .image_coding import calibrate
@@ -45,19 +46,25 @@ def run_experiment(exp: Experiment, run_dir: str | Path, *, executor: str | None
 
     new: delete what an earlier run left in run_dir first (else a different experiment there is an error).
     """
+    executor = executor or exp.run.executor
+    EXECUTORS.get(executor)  # an unknown name is one line, before any work
+    scheduler = scheduler or exp.run.scheduler
+    if executor == "dask" and isinstance(scheduler, str):
+        check_scheduler(scheduler)  # before the run folder exists
     preflight(exp)
     run = RunDir(run_dir)
     run.path.mkdir(parents=True, exist_ok=True)
     if new:
         run.clear()
-    write_manifest(run.path, exp.to_dict())
+    write_manifest(run.path, exp.to_dict(), extra={  # what ran, not only what the file said
+        "executor": executor, "scheduler": scheduler if isinstance(scheduler, str) or scheduler is None
+        else type(scheduler).__name__})
     allocations = prepare_allocations(exp, run, progress=progress)
     tasks = build_tasks(exp, allocations, run.read_json(run.lambdas_path))
     store = run.rows()
     n_workers = workers or exp.run.workers or default_workers()
     budget = Budget.share(n_workers, per_worker=exp.run.threads_per_worker)
-    result = run_grid(tasks, run_task, store, executor=executor or exp.run.executor,
-                      workers=n_workers, scheduler=scheduler or exp.run.scheduler,
+    result = run_grid(tasks, run_task, store, executor=executor, workers=n_workers, scheduler=scheduler,
                       progress=progress, setup=functools.partial(worker_setup, budget), retry_errors=retry_errors,
                       **_fork_from_a_warm_server())
     if not result.interrupted:

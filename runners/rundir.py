@@ -44,6 +44,14 @@ def _git(cwd: Path, *args: str) -> str | None:
     return p.stdout.strip() if p.returncode == 0 else None
 
 
+def _vcfc_checkout() -> Path | None:
+    """The git checkout vcfc runs from (an editable install), or None (a wheel — even one
+    installed inside somebody else's repository — or no git): the commit is vcfc's, not the
+    folder the user happens to run in."""
+    top = _git(Path(__file__).resolve().parent, "rev-parse", "--show-toplevel")
+    return Path(top) if top and (Path(top) / "vcfc" / "registry.py").is_file() else None
+
+
 def software_versions() -> dict[str, Any]:
     """vcfc, python, torch, torchvision, numpy, ffmpeg/x265/vvenc versions (None when unknown)."""
     info: dict[str, Any] = {
@@ -82,14 +90,14 @@ def write_manifest(run_dir: str | os.PathLike[str], experiment: Mapping[str, Any
         if old.get("experiment") not in (None, experiment) and not force:
             raise InputError(f"{run_dir}: this run folder holds a different experiment; use another --out, "
                              f"or --new to delete its rows and start over")
-    cwd = Path.cwd()
+    here = _vcfc_checkout()
     now = utc_now()
     manifest: dict[str, Any] = {
         "experiment": experiment,
         "extra": jsonable(dict(extra or {})),
         "software": software_versions(),
-        "git": {"commit": _git(cwd, "rev-parse", "HEAD"),
-                "dirty": (lambda s: None if s is None else bool(s))(_git(cwd, "status", "--porcelain"))},
+        "git": {"commit": here and _git(here, "rev-parse", "HEAD"),
+                "dirty": here and (lambda s: None if s is None else bool(s))(_git(here, "status", "--porcelain"))},
         "machine": {"platform": platform.platform(), "machine": platform.machine(),
                     "processor": platform.processor(), "cpu_count": os.cpu_count(),
                     "hostname": platform.node(), "argv": sys.argv},

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tests import gridtask
+from tests.conftest import write_experiment
 from vcfc.runners.grid.rows import RowStore, iter_keys, task_key
 from vcfc.runners.grid.run_grid import run_grid
 from vcfc.runners.grid.worker import LRUCache, call_task, worker_cache
@@ -237,7 +238,8 @@ def test_manifest(tmp_path):
     sw = m["software"]
     assert sw["vcfc"] and {"torch", "torchvision", "ffmpeg", "x265", "vvenc"} <= set(sw)
     assert m["machine"]["cpu_count"] == os.cpu_count()
-    assert "commit" in m["git"]
+    assert m["git"]["commit"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parents[1],
+                                                capture_output=True, text=True).stdout.strip()  # vcfc's, wherever we run
     run_grid([{"a": 1}], gridtask.rows_for_none, tmp_path, executor="serial", progress=False)
     m2 = json.loads(path.read_text())
     assert m2["ended"] and m2["last_run"]["done"] == 1
@@ -247,3 +249,20 @@ def test_manifest(tmp_path):
     with pytest.raises(ValueError, match="different experiment"):
         write_manifest(tmp_path, {**exp, "model": "vgg16"})
     assert update_manifest(tmp_path / "nowhere") is None
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_within_seconds_and_leaves_nothing(tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exp = write_experiment(tmp_path / "exp.toml", limit=2)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "vcfc", "run", str(exp), "--out", str(tmp_path / "run"),
+                        "--executor", "dask", "--scheduler", f"tcp://127.0.0.1:{port}"],
+                       capture_output=True, text=True, timeout=120)
+    took = time.perf_counter() - t0
+    assert r.returncode == 2 and "no Dask scheduler answers there" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and took < 10, (took, r.stderr)
+    assert not (tmp_path / "run").exists()

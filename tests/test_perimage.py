@@ -73,6 +73,9 @@ def test_eval_perimage_needs_no_profile_and_gives_each_image_its_qps(shared, tor
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["lambda"] > 0 and out["distinct_qp_vectors"] >= 1 and "λ =" in r.stderr
+    assert out["calibration_images"] == 2 and out["images"] == 1  # the images that set λ are not scored
+    r = subprocess.run([*base, "--allocation", "rdo", "--calibrate", "3"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "none is left to score" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_experiment_with_perimage_reports_bd_rates_with_intervals(tmp_path):

@@ -90,6 +90,13 @@ def test_errors_and_timings():
     assert e.to_dict("records") == [{"config": "x265-sens", "error": "CodecError: ffmpeg failed", "count": 1}]
     t = aggregate.timings(_rows()).set_index("config")
     assert t.loc["x265-uniform", "total_s"] == pytest.approx(0.092)
+    assert t.loc["x265-uniform", "coding_s"] == pytest.approx(0.072) and t.loc["x265-uniform", "x_uniform"] == 1
+    rows = _rows()
+    rows.loc[rows["config"] == "x265-sens", "alloc_s"] = 0.144  # an allocation twice the uniform coding
+    t = aggregate.timings(rows).set_index("config")
+    assert t.loc["x265-sens", "coding_s"] == pytest.approx(0.216) and t.loc["x265-sens", "x_uniform"] == pytest.approx(3)
+    assert math.isnan(t.loc["x265-slow-sens", "x_uniform"])  # no uniform config of its preset to compare with
+    assert t.loc["vvenc-uniform", "x_uniform"] == 1  # each codec against its own uniform
 
 
 def test_write_report(tmp_path):

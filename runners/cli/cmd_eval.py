@@ -50,7 +50,7 @@ allocations (--allocation):
   --layout frames (rdo-uniform also works on --layer input, the picture, which has one QP).
 --layer input: the uint8 network input coded as one picture (layout image): the image anchor.
   rdo's λ: --lambda, or by default the slope of the uniform KL–rate curve at --qp measured on
-  the first --calibrate images (one λ for the run).
+  the first --calibrate images (one λ for the run); those images are held out, not scored.
 
 An unreadable image is recorded as an error and the others go on (--strict: stop at the first).
 {EXIT_CODES}"""
@@ -114,7 +114,8 @@ def register(sub: Any) -> None:
     p.add_argument("--profile", metavar="PROFILE", help="sensitivity profile (.parquet from `vcfc sensitivity`) for linear/lagrangian")
     p.add_argument("--qp-range", type=int, default=8, help="linear rules: QP_i = QP - round(range * S~_i) (default 8)")
     p.add_argument("--lambda", dest="lam", type=float, help="rdo: weight of the rate (nats of KL per bit per feature element)")
-    p.add_argument("--calibrate", type=int, default=8, metavar="N", help="rdo without --lambda: images that set λ (default 8)")
+    p.add_argument("--calibrate", type=int, default=8, metavar="N",
+                   help="rdo, rdo-uniform without --lambda: the first N images set λ and are not scored (default 8)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--rows", metavar="FILE.parquet", help="also write per-image rows")
@@ -246,15 +247,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     allocation, qps = _fixed_qps(args, spec) if spec is not None else ("uniform", None)
     settings = AllocationSpec(methods=[allocation], qp_range=args.qp_range)
     cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=args.lam)  # checked before any work
+    calibrating = method.needs_lambda and args.lam is None
+    if calibrating:
+        positive("--calibrate", args.calibrate)
     sp, ds, batch_size = open_split_and_data(args)
+    first = args.calibrate if calibrating else 0  # the images that set λ are not scored (as in experiments)
+    if first >= len(ds):
+        raise InputError(f"--calibrate {args.calibrate}: the first {args.calibrate} images set λ and {len(ds)} are "
+                         f"there, so none is left to score; lower --calibrate, add images or give --lambda")
     lam = args.lam
-    if method.needs_lambda and lam is None:
+    if calibrating:
         lam = _calibrated_lambda(sp, ds, spec, settings, args)
         cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=lam)
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
-    with tqdm(total=len(ds), desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:
-        for start in range(0, len(ds), batch_size):
+    with tqdm(total=len(ds) - first, desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:
+        for start in range(first, len(ds), batch_size):
             samples, bad = load_samples(ds, range(start, min(len(ds), start + batch_size)))
             if bad and args.strict:
                 raise InputError(f"{bad[0][0]}: {bad[0][1]}")
@@ -270,6 +278,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         summary["distinct_qp_vectors"] = len({r["qp_vector"] or f"uniform:{r['mean_qp']}" for r in rows})
     if lam is not None and method.needs_lambda:
         summary["lambda"] = lam
+        summary["calibration_images"] = first  # held out: set λ, not scored
     summary["errors"] = len(errors)
     if errors:
         summary["error_images"] = [f"{i}: {e}" for i, e in errors[:20]]
@@ -293,7 +302,6 @@ def _calibrated_lambda(sp: Any, ds: Any, spec: Any, settings: Any, args: argpars
     from vcfc.runners.datasets import load_samples
     from vcfc.runners.image_coding import calibrate
 
-    positive("--calibrate", args.calibrate)
     samples, _ = load_samples(ds, range(min(args.calibrate, len(ds))))
     feats = [sp.head(s.image[None])[0] for s in samples]
     lam = calibrate(sp, feats, spec, [args.qp], settings.rdo_settings(), ffmpeg=args.ffmpeg)[args.qp]

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from vcfc.errors import InputError
 from vcfc.registry import Registry
 
 from .worker import TaskFn, call_task, ignore_sigint
@@ -116,6 +117,33 @@ def _run_local(todo: list[tuple[str, dict]], fn: TaskFn, rec: Recorder, setup: C
         raise
     pool.shutdown(wait=True)
     return n_crashes
+
+
+def check_scheduler(address: str, timeout_s: float = 5.0) -> None:
+    """Reach a Dask scheduler once, before any work: an address nobody answers is one line
+    within seconds, not a 30 s wait and a traceback after the run folder exists. A TCP address
+    is tried with a plain connect first (a refused port fails at once, where Dask would retry
+    until its timeout), then the Dask handshake."""
+    import socket
+    from urllib.parse import urlsplit
+
+    def refuse(exc: BaseException) -> InputError:
+        return InputError(f"--scheduler {address}: no Dask scheduler answers there "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})")
+
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    if url.scheme == "tcp":
+        try:
+            socket.create_connection((url.hostname or "localhost", url.port or 8786), timeout=timeout_s).close()
+        except OSError as exc:
+            raise refuse(exc) from None
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=f"{timeout_s}s")
+    except Exception as exc:  # noqa: BLE001 - whatever answers there (a proxy sent garbage: MemoryError), it is no scheduler
+        raise refuse(exc) from None
+    client.close()
 
 
 def _dask_client(scheduler: Any, workers: int) -> tuple[Any, bool]:
