@@ -57,6 +57,7 @@ from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import RdoSettings
 from vcfc.spec import CodingSpec
 
+from .custom_models import add_model_folder
 from .grid.executors import EXECUTORS
 from .kinds import KINDS
 from .presets import INPUT
@@ -71,6 +72,7 @@ else:  # pragma: no cover - Python 3.10
 # 32 is not "32"); the registries give the choices.
 Codec, Layout, Quant, Reorder = choices(CODECS), choices(LAYOUTS), choices(QUANTIZERS), choices(REORDERS)
 Method, Distance, Executor, Kind = choices(ALLOCATORS), choices(DISTANCES), choices(EXECUTORS), choices(KINDS)
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 STRICT = ConfigDict(extra="forbid")  # an unknown field is an error, not ignored
 
 
@@ -187,6 +189,7 @@ def load_experiment(path: str | Path) -> Experiment:
         raise InputError(f"{path}: cannot read ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
+    add_model_folder(path.parent)  # your own network's module may sit beside the file
     try:
         return experiment_from_dict(raw, base=path.parent, default_name=path.stem)
     except InputError as exc:  # name the file, not "experiment"
@@ -211,6 +214,9 @@ def experiment_from_dict(raw: dict[str, Any], base: Path = Path("."), default_na
     exp = _parse(raw)
     for d in exp.datasets:
         d.path = str(_resolve(d.path, base))
+    for m in exp.models:  # a checkpoint file next to the experiment file
+        if m.weights.endswith(CHECKPOINT_SUFFIXES) or "/" in m.weights:
+            m.weights = str(_resolve(m.weights, base))
     if exp.allocation.profile_data:
         exp.allocation.profile_data = str(_resolve(exp.allocation.profile_data, base))
     validate(exp)
@@ -228,10 +234,15 @@ def _parse(raw: dict[str, Any]) -> Experiment:
 
 
 def _one_layer(m: Any) -> Any:
-    """``layer = "fire3"`` is ``layers = ["fire3"]``; so is ``layers = "fire3"``."""
+    """``layer = "fire3"`` is ``layers = ["fire3"]``; so is ``layers = "fire3"``; ``checkpoint``
+    (your own network's state_dict) is ``weights``."""
     if not isinstance(m, dict):
         return m
     m = dict(m)
+    if "checkpoint" in m:
+        if "weights" in m:
+            raise InputError("experiment: [[models]] checkpoint: give checkpoint or weights, not both")
+        m["weights"] = m.pop("checkpoint")
     if "layer" in m and "layers" not in m:
         m["layers"] = m.pop("layer")
     if isinstance(m.get("layers"), str):

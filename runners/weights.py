@@ -28,6 +28,7 @@ from torchvision.models import WeightsEnum
 
 from vcfc.errors import InputError
 
+from .custom_models import build_custom, is_import_path
 from .tasks import task_of_model
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ def cache_file(weights: WeightsEnum) -> Path:
 
 def weights_available(model_name: str, weights: WeightsSpec) -> bool:
     """Whether these weights can be loaded without a download (cached file or local checkpoint)."""
+    if is_import_path(model_name):
+        return weights is not None and str(weights).lower() not in ("none", "random")
     try:
         resolved = resolve_weights(model_name, weights)
     except InputError:
@@ -126,6 +129,9 @@ def build_model(model_name: str, weights: WeightsSpec = "DEFAULT", *, seed: int 
 
     ``meta=True`` builds parameter-less tensors on the meta device (for shape queries only).
     """
+    if is_import_path(model_name):  # your own network: "package.module:builder"
+        model, transform = build_custom(model_name, weights, seed=seed, meta=meta)
+        return model, transform or task_of_model(model).default_transforms()
     builder = _builder(model_name)
     resolved = None if meta else resolve_weights(model_name, weights)
     kwargs = dict(model_kwargs or {})

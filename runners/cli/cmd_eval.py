@@ -69,7 +69,8 @@ examples:
 
 
 def model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="torchvision model name (see `vcfc models`)")
+    p.add_argument("--model", required=True,
+                   help="torchvision model name (see `vcfc models`) or your own, as package.module:builder")
     p.add_argument("--layer", required=True, help="split preset (e.g. conv1, pool1, layer1, fpn) or module path")
     p.add_argument("--weights", default="DEFAULT",
                    help="torchvision weights name (DEFAULT, IMAGENET1K_V1, ...; cached under $TORCH_HOME), "

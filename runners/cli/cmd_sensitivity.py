@@ -83,7 +83,8 @@ def register(sub: Any) -> None:
     p = add_command(sub, "sensitivity", "per-channel sensitivity profile of a split to codec noise",
                     "Measure how much each channel's codec noise costs the task, averaged over images "
                     "(Hu et al., sensitivity-aware bit allocation).", SENS_EPILOG)
-    p.add_argument("--model", required=True, help="torchvision model name (see `vcfc models`)")
+    p.add_argument("--model", required=True,
+                   help="torchvision model name (see `vcfc models`) or your own, as package.module:builder")
     p.add_argument("--layer", required=True, help="split preset or module path (R-CNN: fpn)")
     p.add_argument("--weights", default="DEFAULT", help="weights name, checkpoint path or 'none' (default DEFAULT)")
     p.add_argument("--data", required=True, help="dataset folder (ImageNet, image folder, COCO)")

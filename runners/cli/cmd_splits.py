@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
     p = add_command(sub, "splits", "where to cut a network: bytes per image at equal fidelity vs head FLOPs",
                     "Compare split points of a network, and the coded image, by the bytes per image they need at "
                     "equal task fidelity against the compute the head costs the edge device.", SPLITS_EPILOG)
-    p.add_argument("--model", required=True, help="torchvision classifier name (see `vcfc models`)")
+    p.add_argument("--model", required=True, help="torchvision classifier name (see `vcfc models`) or your own, as package.module:builder")
     p.add_argument("--weights", default="DEFAULT", help="weights name, checkpoint path or 'none' (default DEFAULT)")
     p.add_argument("--data", required=True, action="append",
                    help="image folder, ImageNet folder, COCO …; repeat it to pool datasets")
