@@ -219,7 +219,8 @@ def _summary(rows: pd.DataFrame) -> str:
     status = rows["status"] if "status" in rows else pd.Series("ok", index=rows.index)
     text = f"{len(rows)} rows ({int(status.eq('ok').sum())} ok, {int(status.eq('error').sum())} errors)"
     if "config" in rows:
-        text += f", {int(rows['config'].nunique())} configurations"
+        n = int(rows["config"].nunique())
+        text += f", {n} configuration{'s' if n != 1 else ''}"
     return text
 
 
@@ -306,8 +307,9 @@ def _bd_section(doc: _Doc, rows: pd.DataFrame, anchor: str, rate: str, rate_axes
         how = (f"every configuration against the '{anchor}' allocation of its family (same model, layer, codec, "
                f"preset, quantiser, bits and layout)")
     doc.para(f"BD-rate on {rate} ({method}) of {how}, with its {CI_PERCENT} % bootstrap interval and the number "
-             f"of images n; negative = fewer bits at equal quality. Anchor curve(s): "
-             f"{', '.join(labels.get(a, a) for a in anchors) or 'none'}.")
+             f"of images n; negative = fewer bits at equal quality."
+             + (f" Anchor curve{'s' if len(anchors) > 1 else ''}: {', '.join(labels.get(a, a) for a in anchors)}."
+                if anchors else " No anchor curve in this run."))
     if shown.empty:
         doc.para("No configuration to compare (a single configuration, or none with results).")
         bd.to_csv(doc.out_dir / "bd.csv", index=False)

@@ -213,9 +213,9 @@ class _Cut:
         try:
             return extract_subgraph(self.root, self.graph, out, inp, name)
         except CutBypassed:
-            where = at if self.qual[inp] == at else f"{at}' ('{self.qual[inp]}"
+            where = f"'{at}'" if self.qual[inp] == at else f"'{at}' (module '{self.qual[inp]}')"
             raise InputError(
-                f"'{where}' is not a valid cut of {model_name}: another path "
+                f"{where} is not a valid cut of {model_name}: another path "
                 f"(e.g. a residual connection) bypasses it; {self.hint(model_name)}") from None
 
 

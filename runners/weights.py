@@ -153,9 +153,12 @@ def build_model(model_name: str, weights: WeightsSpec = "DEFAULT", *, seed: int 
             if cached.exists():
                 raise InputError(f"cannot read cached weights {cached}: {e}") from None
             reason = getattr(e, "reason", None) or e
+            enum = _weights_enum(model_name)
+            here = [n for n, w in (enum.__members__.items() if enum else []) if n != "DEFAULT" and cache_file(w).is_file()]
+            hint = f"; these are here: --weights {' or '.join(here)}" if here else ""
             raise InputError(
                 f"download of {model_name} weights {resolved} failed ({reason}): put "
-                f"{cached.name} in {cached.parent}, pass a local checkpoint path, or use weights none"
+                f"{cached.name} in {cached.parent}, pass a local checkpoint path, or use weights none{hint}"
             ) from None
         except (RuntimeError, ValueError) as e:   # e.g. corrupt cache file, wrong kwargs
             raise InputError(f"cannot load {model_name} weights {resolved}: {str(e).splitlines()[0]}") from None
