@@ -105,3 +105,16 @@ def test_the_rule_in_one_place(tmp_path):
     assert output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
     assert not (tmp_path / "new").exists()  # checked, not created
     assert list(tmp_path.iterdir()) == [tmp_path / "f"]  # the write probe leaves nothing behind
+
+
+def test_progress_goes_to_terminals_only_and_every_long_command_takes_quiet(tmp_path):
+    from vcfc.runners.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["extract", *MODEL, "--out", "o"], ["eval", *MODEL, "--qp", "32"], ["run", "e.toml", "--out", "o"],
+                 ["sensitivity", *MODEL[:-2], "--qp-base", "32", "--out", "p"], ["splits", "--model", "m", "--data", "d"],
+                 ["demo"], ["encode", "a.npy", "b.vcfc"], ["decode", "b.vcfc", "a.npy"]):
+        assert parser.parse_args([*argv, "--quiet"]).quiet, argv
+    r = vcfc_cli("eval", *MODEL, "--weights", "none", "--qp", "32", "--preset", "ultrafast", "--layout", "frames")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr and "img/s" not in r.stderr  # a redirected log gets no bar

@@ -34,6 +34,16 @@ def add_command(sub: Any, name: str, help: str, description: str, epilog: str = 
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def quiet_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bar (one is drawn only on a terminal: never into a redirected log)")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars for people: on a terminal, unless --quiet."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
 def force_flag(p: argparse.ArgumentParser, what: str = "an existing output file") -> None:
     p.add_argument("--force", action="store_true", help=f"replace {what} (without it: exit 2, nothing done)")
 

@@ -22,6 +22,8 @@ from .args import (
     force_flag,
     parse_hw,
     positive,
+    quiet_flag,
+    show_progress,
     spec_from,
 )
 
@@ -99,6 +101,7 @@ def register(sub: Any) -> None:
     data_args(p)
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     force_flag(p, "the files of an earlier extract in --out")
+    quiet_flag(p)
     p.set_defaults(func=cmd_extract)
 
     p = add_command(sub, "eval", "head → code → tail over a dataset; task metrics vs uncompressed",
@@ -121,6 +124,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--rows", metavar="FILE.parquet", help="also write per-image rows")
     force_flag(p, "an existing --rows file")
+    quiet_flag(p)
     ffmpeg_flag(p)
     p.set_defaults(func=cmd_eval)
 
@@ -167,7 +171,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     sp, ds, batch_size = open_split_and_data(args)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
-    with tqdm(total=len(ds), desc="extract", unit="img", file=sys.stderr) as bar:
+    with tqdm(total=len(ds), desc="extract", unit="img", file=sys.stderr, disable=not show_progress(args)) as bar:
         for batch in batches(ds, batch_size):
             feats = sp.head(batch.images)
             meta = dict(getattr(feats, "meta", None) or sp.last_meta)
@@ -262,7 +266,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = eval_config(spec, allocation, args.qp, settings, channel_qps=qps, lam=lam)
     rows: list[dict[str, Any]] = []
     errors: list[tuple[str, str]] = []
-    with tqdm(total=len(ds) - first, desc=f"eval {cfg.label()}", unit="img", file=sys.stderr) as bar:
+    with tqdm(total=len(ds) - first, desc=f"eval {cfg.label()}", unit="img", file=sys.stderr,
+              disable=not show_progress(args)) as bar:
         for start in range(first, len(ds), batch_size):
             samples, bad = load_samples(ds, range(start, min(len(ds), start + batch_size)))
             if bad and args.strict:

@@ -11,7 +11,7 @@ from vcfc.errors import InputError
 from vcfc.io import output_dir
 from vcfc.runners.grid.executors import EXECUTORS
 
-from .args import EXIT_CODES, add_command, positive
+from .args import EXIT_CODES, add_command, positive, quiet_flag, show_progress
 
 RUN_EPILOG = f"""\
 examples:
@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786")
     p.add_argument("--retry-errors", action="store_true", help="rerun tasks recorded as errors")
     p.add_argument("--new", action="store_true", help="delete what an earlier run left in RUN_DIR and start over")
-    p.add_argument("--no-progress", action="store_true")
+    quiet_flag(p)
     p.set_defaults(func=cmd_run)
 
     p = add_command(sub, "report", "rate–fidelity curves, BD-rate tables with confidence intervals, plots",
@@ -85,6 +85,7 @@ def register(sub: Any) -> None:
                     "rate–distortion search) and write its report.", DEMO_EPILOG)
     p.add_argument("--out", default="vcfc-demo", metavar="DIR", help="run and report folder (default: ./vcfc-demo)")
     p.add_argument("--workers", type=int, default=2)
+    quiet_flag(p)
     p.set_defaults(func=cmd_demo)
 
 
@@ -95,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     output_dir(args.out)  # a folder that cannot be written ends the run now, not after the first task
     exp = load_experiment(args.experiment)
     return run_and_say(exp, Path(args.out), args.executor, args.workers, args.scheduler, args.retry_errors,
-                       not args.no_progress, args.new)
+                       show_progress(args), args.new)
 
 
 def run_and_say(exp: Any, out: Path, executor: str | None, workers: int | None, scheduler: str | None,
@@ -202,7 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run = RunDir(out / "run")
     # a demo folder from other weights (or an older demo) is started over, not mixed
     new = run.is_run() and run.manifest().get("experiment") != jsonable(exp.to_dict())
-    code = run_and_say(exp, out / "run", None, args.workers, None, False, True, new)
+    code = run_and_say(exp, out / "run", None, args.workers, None, False, show_progress(args), new)
     if code not in (0, 3):
         return code
     path, bd = make_report(out / "run", out / "report")

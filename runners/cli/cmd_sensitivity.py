@@ -16,7 +16,7 @@ from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import METHODS, PRECISIONS
 from vcfc.spec import CodingSpec
 
-from .args import add_command, coding_flags, force_flag, positive, spec_from
+from .args import add_command, coding_flags, force_flag, positive, quiet_flag, show_progress, spec_from
 
 SENS_EPILOG = """\
 examples:
@@ -107,6 +107,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="PROFILE",
                    help="path prefix or .parquet: writes PROFILE.parquet, .csv, .json and .png")
     force_flag(p, "an existing profile")
+    quiet_flag(p)
     p.set_defaults(func=_cmd_sensitivity)
 
     p = add_command(sub, "allocate", "per-channel QPs from a sensitivity profile",
@@ -161,14 +162,14 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
     if not get_task(sp.task).channel_sensitivity:
         prof = measure_levels(heads(), tail=sp.tail, distance=detection_distance, qp_base=args.qp_base,
-                              spec=spec, progress=True, meta={**meta, "distance": "1-pseudoF1"})
+                              spec=spec, progress=show_progress(args), meta={**meta, "distance": "1-pseudoF1"})
     else:
         prof = measure(
             heads(), tail=sp.tail_module, penultimate=sp.penultimate_module() if args.distance == "penultimate" else None,
             qp_base=args.qp_base, spec=spec, distance=args.distance, method=args.method, device=device,
             max_batch=args.max_batch, max_bytes=int(args.max_memory * 2**20) if args.max_memory else None,
             linear=args.linear, taylor_probes=args.probes, precision=args.precision,
-            rd_qps=_qp_grid(args.rd_qps, args.qp_base, spec.qp_limits), progress=True, meta=meta)
+            rd_qps=_qp_grid(args.rd_qps, args.qp_base, spec.qp_limits), progress=show_progress(args), meta=meta)
     paths = write_profile(prof, args.out)
     print(" ".join(str(p) for p in paths.values()))
     return 0

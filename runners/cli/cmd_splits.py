@@ -16,7 +16,7 @@ from vcfc.io import output_dir
 from vcfc.runners.kinds import KINDS
 from vcfc.runners.presets import INPUT
 
-from .args import add_command, positive
+from .args import add_command, positive, quiet_flag, show_progress
 
 SPLITS_EPILOG = """\
 examples:
@@ -73,7 +73,7 @@ def register(sub: Any) -> None:
     p.add_argument("--out", metavar="DIR", help="default: ./splits-MODEL")
     p.add_argument("--new", action="store_true", help="delete an earlier run in OUT and start over")
     p.add_argument("--json", action="store_true", help="print splits.json instead of the table")
-    p.add_argument("--no-progress", action="store_true")
+    quiet_flag(p)
     p.set_defaults(func=cmd_splits)
 
 
@@ -125,7 +125,7 @@ def _run_and_print(args: argparse.Namespace, exp: Any, cuts: list[Any], targets:
     from vcfc.runners.where_to_split import cut_of, summarize, timing, vs_image
 
     t0 = time.perf_counter()
-    result = run_experiment(exp, out / "run", progress=not args.no_progress, new=args.new, workers=args.workers)
+    result = run_experiment(exp, out / "run", progress=show_progress(args), new=args.new, workers=args.workers)
     wall = time.perf_counter() - t0
     if result.interrupted:
         return 130
