@@ -157,3 +157,12 @@ def test_every_command_teaches_with_examples():
     for c in commands:
         h = vcfc_cli(c, "--help")
         assert h.returncode == 0 and "example" in h.stdout, c
+
+
+def test_a_broken_file_is_named_in_its_error(tmp_path):
+    bad = tmp_path / "broken.vcfc"
+    bad.write_bytes(b"VCFC")
+    for argv in (["info", str(bad)], ["decode", str(bad), str(tmp_path / "out.npy")]):
+        r = vcfc_cli(*argv)
+        assert_one_line_error(r, f"{bad}: truncated .vcfc file")
+    assert not (tmp_path / "out.npy").exists()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import vcfc
 from vcfc.codecs import CODECS
-from vcfc.errors import InputError
+from vcfc.errors import CodecError, FormatError, InputError
 from vcfc.ffmpeg import capabilities, find_ffmpeg
 from vcfc.io import (
     FEATURE_SUFFIXES,
@@ -142,18 +144,21 @@ def cmd_decode(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.suffix not in FEATURE_SUFFIXES and out.suffix.lower() not in PICTURE_SUFFIXES:
         raise InputError(f"{out}: output must end in .npy or .safetensors (a picture: {', '.join(PICTURE_SUFFIXES)})")
-    info = vcfc.inspect(data)
+    with _about(args.input):
+        info = vcfc.inspect(data)
     if out.suffix.lower() in PICTURE_SUFFIXES and info["layout"] != "image":
         raise InputError(f"{out}: {args.input} holds features, not a picture: write .npy or .safetensors")
     output_file(out, args.force)  # say so before decoding, not after
     with StageProgress(args.quiet) as progress:
-        features = vcfc.decode(data, ffmpeg=args.ffmpeg, progress=progress)
+        with _about(args.input):
+            features = vcfc.decode(data, ffmpeg=args.ffmpeg, progress=progress)
     save_features(out, features)
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = vcfc.inspect(_read_bytes(args.input))
+    with _about(args.input):
+        info = vcfc.inspect(_read_bytes(args.input))
     if args.json:
         print(json.dumps(info))
         return 0
@@ -202,6 +207,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not ok:
         print("some codecs are missing: point vcfc at a fuller ffmpeg with --ffmpeg PATH or VCFC_FFMPEG")
     return 0 if ok else 1
+
+
+@contextmanager
+def _about(path: str | Path) -> Iterator[None]:
+    """A broken or undecodable file's error names the file."""
+    try:
+        yield
+    except (FormatError, CodecError) as exc:
+        raise type(exc)(f"{path}: {exc}") from None
 
 
 def _read_bytes(path: str) -> bytes:
