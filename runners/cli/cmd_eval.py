@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from vcfc.codecs import CODECS
 from vcfc.errors import InputError
 from vcfc.io import atomic_path, output_dir, output_file
 from vcfc.runners.kinds import KINDS
@@ -48,8 +49,8 @@ export TORCH_HOME=$PWD/.cache/torch), a checkpoint path, or none (seeded random)
 
 allocations (--allocation):
 {chr(10).join(f"  {a.name:10s} {a.description}" for a in ALLOCATORS.values() if a.selectable)}
-  perimage, rdo and rdo-uniform decide each image's QPs while coding it (no profile); they need
-  --layout frames (rdo-uniform also works on --layer input, the picture, which has one QP).
+  perimage, rdo and rdo-uniform decide each image's QPs while coding it (no profile); they code
+  with --layout frames, their default (rdo-uniform also works on --layer input, the picture).
 --layer input: the uint8 network input coded as one picture (layout image): the image anchor.
   rdo's λ: --lambda, or by default the slope of the uniform KL–rate curve at --qp measured on
   the first --calibrate images (one λ for the run); those images are held out, not scored.
@@ -239,8 +240,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         args.layout = "image"
     elif args.layout == "image":
         raise InputError(f"--layout image codes a picture: use --layer input (the network input), not {args.layer}")
-    spec = spec_from(args)
     method = ALLOCATORS.get(args.allocation)
+    if method.source == "image" and args.layer != INPUT and args.codec != "none":
+        # a per-image search re-assembles one picture per channel: layout frames, which is its default
+        args.layout = args.layout or "frames"
+        if args.layout != "frames" or not CODECS.get(args.codec).frames_separable:
+            raise InputError(f"--allocation {args.allocation} codes one picture per channel: it needs --layout frames "
+                             f"and a codec whose pictures separate (got --layout {args.layout}, --codec {args.codec})")
+    spec = spec_from(args)
     if spec is not None and spec.uses_qp and args.qp is None and args.channel_qps is None:
         raise InputError(f"--codec {args.codec} needs --qp N or --channel-qps FILE")
     if spec is not None and args.qp is not None:
