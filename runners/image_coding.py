@@ -65,7 +65,9 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
             raise InputError(f"allocation {cfg.allocation} needs --layout frames (or image for the network input) "
                              f"and a codec whose pictures can be re-assembled (got {spec.codec}, {spec.layout})")
         bank = ctx.bank(spec)
-        enc0 = bank.encode_s
+        enc0, pack0 = bank.encode_s, bank.pack_s
+        quant = 0.0 if getattr(bank, "quant_charged", False) else bank.quant_s  # the first row of this bank pays it
+        bank.quant_charged = True
         if source == "image":
             job = ImageJob(ctx.features, split.tail_module, bank, int(cfg.qp), cfg.allocation, dict(cfg.options),
                            functools.partial(_sweep, split, spec=spec, qp=int(cfg.qp)))
@@ -73,7 +75,9 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
         else:
             qps = list(cfg.channel_qps) if cfg.channel_qps is not None else int(cfg.qp)
         data = bank.assemble(qps)
-        return data, {"encode": bank.encode_s - enc0}  # the bank's encoder (and its decoder) runs
+        packing = bank.pack_s - pack0
+        # the bank's encoder and decoder runs (packing inside them is reported as pack)
+        return data, {"quantize": quant, "pack": packing, "encode": max(0.0, bank.encode_s - enc0 - packing)}
     t: dict[str, float] = {}
     qps = cfg.channel_qps
     data = vcfc.encode(ctx.cpu(), qp=None if qps is not None else cfg.qp, channel_qps=list(qps) if qps is not None else None,

@@ -52,7 +52,10 @@ class FrameBank:
         self.backend = spec.backend(ffmpeg, threads)
         if not self.backend.frames_separable:
             raise InputError(f"codec {spec.codec}: its pictures cannot be re-assembled into new files")
+        t0 = time.perf_counter()
         self.q: Quantized = quantize_features(features, spec)
+        self.quant_s = time.perf_counter() - t0  # once per bank: every QP codes the same codes
+        self.pack_s = 0.0                        # packing pictures (inside the coding of each QP)
         self.input_size = input_size
         self.workers = max(1, workers)
         self.pictures: dict[tuple[int, str, int], bytes] = {}
@@ -98,7 +101,10 @@ class FrameBank:
 
     def _code(self, qp: int, plan: Any) -> tuple[int, Any, bytes, list[bytes], np.ndarray]:
         b, s = self.backend, self.spec
-        payload = b.encode(pack(self.q.codes, plan), s.bits, qp, s.preset)
+        t0 = time.perf_counter()
+        frames = pack(self.q.codes, plan)
+        self.pack_s += time.perf_counter() - t0  # float += from pool threads: a timing, not an invariant
+        payload = b.encode(frames, s.bits, qp, s.preset)
         prefix, pictures = b.split_frames(payload, plan.n_frames)
         return qp, plan, prefix, pictures, b.decode(payload, plan.n_frames, plan.height, plan.width, s.bits)
 
@@ -186,6 +192,7 @@ class PictureBank:
         self.encodes = 0
         self.encoded_pictures = 0
         self.encode_s = 0.0
+        self.quant_s = self.pack_s = 0.0  # a picture is its own codes: the colour conversion is in encode
 
     def _qp(self, qps: int | QPs | Sequence[int]) -> int:
         if isinstance(qps, (int, np.integer)):
