@@ -56,6 +56,14 @@ def _device(value: str) -> str:
     return value
 
 
+def device_flag(value: str, flag: str = "--device") -> str:
+    """A --device flag, checked like the experiment field and before torch is imported."""
+    try:
+        return _device(value)
+    except ValueError as exc:
+        raise InputError(f"{flag} {exc}, got {value!r}") from None
+
+
 Unique = AfterValidator(_unique)
 NotEmpty = AfterValidator(_not_empty)
 Device = Annotated[str, Strict(), AfterValidator(_device)]

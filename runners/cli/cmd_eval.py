@@ -12,6 +12,7 @@ from vcfc.errors import InputError
 from vcfc.io import atomic_path, output_dir, output_file
 from vcfc.runners.kinds import KINDS
 from vcfc.runners.presets import INPUT
+from vcfc.runners.schema import device_flag
 from vcfc.sensitivity.allocation import ALLOCATORS, Target, selectable_allocators
 
 from .args import (
@@ -162,6 +163,7 @@ def open_split_and_data(args: argparse.Namespace):
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    device_flag(args.device)
     out = output_dir(args.out, replace=args.force)  # before torch and the model load
     import numpy as np
     from tqdm import tqdm
@@ -223,6 +225,7 @@ def _fixed_qps(args: argparse.Namespace, spec: Any) -> tuple[str, tuple[int, ...
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    device_flag(args.device)
     if args.rows:
         output_file(args.rows, args.force)  # a bad path ends the run now (before torch loads), not after every image
     import numpy as np

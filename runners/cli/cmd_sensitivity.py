@@ -127,8 +127,10 @@ def register(sub: Any) -> None:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from vcfc.runners.schema import device_flag
     from vcfc.sensitivity.profile import PROFILE_SUFFIXES, profile_prefix
 
+    device_flag(args.device)
     for suffix in PROFILE_SUFFIXES:  # every file the profile will be, before any work (and before torch)
         output_file(profile_prefix(args.out).with_suffix(suffix), args.force)
     import torch

@@ -77,6 +77,20 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_splits)
 
 
+FLAGS = {"[coding] qps": "--qps", "[coding] codecs": "--codec", "[coding] presets": "--preset",
+         "[allocation] methods": "--methods", "[allocation] profile_images": "--calibrate", "[run] workers": "--workers",
+         "[run] device": "--device", "[[datasets]]": "--data", "[[models]]": "--model/--layers"}
+
+
+def _as_flags(message: str) -> str:
+    """An experiment-schema error about the experiment this command builds, in its flags' names."""
+    message = message.removeprefix("experiment: ")
+    for field, flag in FLAGS.items():
+        if message.startswith(field):
+            return flag + message[len(field):]
+    return message
+
+
 def _floats(text: str, flag: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -88,6 +102,9 @@ def _floats(text: str, flag: str) -> list[float]:
 
 
 def cmd_splits(args: argparse.Namespace) -> int:
+    from vcfc.runners.schema import device_flag
+
+    device_flag(args.device)
     positive("--limit", args.limit)
     positive("--max-cuts", args.max_cuts)
     positive("--bootstrap", args.bootstrap)
@@ -109,8 +126,11 @@ def cmd_splits(args: argparse.Namespace) -> int:
     layers = [x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else None
     cuts = candidate_cuts(args.model, layers, args.max_flops, args.max_cuts)
     preset = args.preset or ("fast" if "fast" in CODECS.get(args.codec).presets else None)
-    exp = study(args.model, args.weights, args.data, args.kind, args.limit, cuts, methods, qps, args.codec,
-                preset, args.calibrate, str(resolve_device(args.device)), workers=args.workers)
+    try:  # the flags become an experiment, checked by its schema: say which flag, not which field
+        exp = study(args.model, args.weights, args.data, args.kind, args.limit, cuts, methods, qps, args.codec,
+                    preset, args.calibrate, str(resolve_device(args.device)), workers=args.workers)
+    except InputError as exc:
+        raise InputError(_as_flags(str(exc))) from None
     if not args.json:
         print(f"{args.model}: cuts {', '.join(c.layer for c in cuts)} and the image; methods {', '.join(methods)}; "
               f"QPs {', '.join(map(str, qps))}; run in {out / 'run'}", file=sys.stderr)
