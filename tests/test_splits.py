@@ -115,6 +115,7 @@ def test_vcfc_splits_end_to_end(tmp_path):
     (["--model", "fasterrcnn_resnet50_fpn"], "compares classifiers"),
     (["--qps", "32,32"], "--qps: lists 32 twice"),  # the experiment's schema, in the flags' names
     (["--device", "gpu"], "--device must be auto, cpu, cuda, cuda:N or mps"),
+    (["--model", "tests.tiny_models:tiny"], "has no split presets: name the cuts with --layers"),  # your own network
 ])
 def test_vcfc_splits_bad_input_is_one_line_before_any_work(tmp_path, args, msg):
     base = {"--model": "squeezenet1_1", "--data": str(KODAK), "--out": str(tmp_path / "o")}
