@@ -477,8 +477,10 @@ def _timings_section(doc: _Doc, rows: pd.DataFrame, labels: Mapping[str, str]) -
     doc.table(view.round(4), "timings.csv", full=t)
     doc.para("Seconds per image, averaged over every image and QP. Coding = quantise, pack, encode, decode "
              "and allocate (the QP search of a per-image method included); the last column divides it by "
-             "the uniform-QP configuration's of the same model, layer, codec and layout: what a method costs "
-             "in uniform encodes.", cls="note")
+             "the uniform-QP configuration's of the same model, layer, codec and layout. With layout frames "
+             "the configurations of one image share its coded pictures (one frame bank), so a method is "
+             "charged only the pictures no configuration before it coded: a lower bound of what it costs "
+             "alone (`make bench-perimage` times methods alone).", cls="note")
 
 
 def _errors_section(doc: _Doc, rows: pd.DataFrame, labels: Mapping[str, str]) -> None:

@@ -272,9 +272,12 @@ def validate(exp: Experiment) -> None:
     if unknown:
         raise InputError(f"experiment: [coding] presets: given for codec(s) not in codecs: {', '.join(unknown)}")
     for spec in c.specs():
+        try:
+            spec.checked()  # preset and bit depth against the codec
+        except InputError as exc:
+            raise InputError(f"experiment: [coding] {exc}") from None
         for where, qps in (("[coding] qps", c.qps), ("[allocation] profile_qp", [a.profile_qp])):
             try:
-                spec.checked()
                 for q in qps:
                     spec.check_qp(q, "QP")
             except InputError as exc:

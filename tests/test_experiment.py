@@ -65,6 +65,8 @@ BASE = {"datasets": [{"path": "x"}], "models": [{"name": "squeezenet1_1", "layer
     ({"datasets": [{"path": "x"}, {"path": "y", "limit": "2"}]}, "[[datasets]] #2 limit: must be a valid integer"),
     ({"models": [{"name": "m", "layers": ["a", "a"]}]}, "[[models]] #1 layers: lists 'a' twice"),
     ({"run": {"wokers": 2}}, "[run] wokers: unknown field"),
+    ({"coding": {"presets": {"x265": "bogus"}}}, "[coding] codec x265 has no preset 'bogus'"),
+    ({"coding": {"bits": 12}}, "[coding] codec x265 supports 8/10-bit"),
 ])
 def test_every_field_is_checked_with_its_name(extra, message):
     with pytest.raises(InputError) as exc:

@@ -45,7 +45,7 @@ def features(tmp_path: Path) -> str:
     return str(path)
 
 
-FOLDER_OUTPUTS = ("extract", "report", "run", "splits")  # created with their parents: only read-only fails
+FOLDER_OUTPUTS = ("extract", "report", "run", "splits", "sensitivity")  # folders created: only read-only fails
 CASES = [(c, "read-only folder") for c in sorted(commands("x", "x", "f.npy"))] + [
     (c, "missing folder") for c in sorted(commands("x", "x", "f.npy")) if c not in FOLDER_OUTPUTS]
 
@@ -102,6 +102,9 @@ def test_the_rule_in_one_place(tmp_path):
         output_dir(tmp_path / "f")
     with pytest.raises(InputError, match="holds files already"):
         output_dir(tmp_path, replace=False)
+    assert output_file(tmp_path / "prof" / "p.parquet", in_new_folder=True)  # a profile's folder is created
+    with pytest.raises(InputError, match="exists; --force"):
+        output_file(tmp_path / "f", in_new_folder=True)
     assert output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
     assert not (tmp_path / "new").exists()  # checked, not created
     assert list(tmp_path.iterdir()) == [tmp_path / "f"]  # the write probe leaves nothing behind

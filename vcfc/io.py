@@ -62,16 +62,20 @@ def _check_writable(folder: Path, what: Path) -> None:
     os.unlink(tmp)
 
 
-def output_file(path: str | Path, force: bool = False) -> Path:
+def output_file(path: str | Path, force: bool = False, in_new_folder: bool = False) -> Path:
     """Check that ``path`` can be written (before any work): its folder exists and is writable,
-    it is not a folder, and it does not exist unless ``force`` (the CLI's --force)."""
+    it is not a folder, and it does not exist unless ``force`` (the CLI's --force).
+    ``in_new_folder``: the folder may be created (a set of files under one prefix, as a profile)."""
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a folder, not a file")
-    if not p.parent.is_dir():
-        raise InputError(f"{p}: the folder {p.parent} does not exist")
     if p.exists() and not force:
         raise InputError(f"{p}: exists; --force replaces it")
+    if in_new_folder:
+        output_dir(p.parent)
+        return p
+    if not p.parent.is_dir():
+        raise InputError(f"{p}: the folder {p.parent} does not exist")
     _check_writable(p.parent, p)
     return p
 

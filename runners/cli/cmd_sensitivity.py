@@ -132,7 +132,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
     device_flag(args.device)
     for suffix in PROFILE_SUFFIXES:  # every file the profile will be, before any work (and before torch)
-        output_file(profile_prefix(args.out).with_suffix(suffix), args.force)
+        output_file(profile_prefix(args.out).with_suffix(suffix), args.force, in_new_folder=True)
     import torch
 
     from vcfc.runners.datasets import open_dataset

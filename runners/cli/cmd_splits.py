@@ -79,7 +79,8 @@ def register(sub: Any) -> None:
 
 FLAGS = {"[coding] qps": "--qps", "[coding] codecs": "--codec", "[coding] presets": "--preset",
          "[allocation] methods": "--methods", "[allocation] profile_images": "--calibrate", "[run] workers": "--workers",
-         "[run] device": "--device", "[[datasets]]": "--data", "[[models]]": "--model/--layers"}
+         "[run] device": "--device", "[[datasets]]": "--data", "[[models]]": "--model/--layers",
+         "[coding]": "--codec/--preset"}  # the last: what is left of [coding] (a preset, a bit depth)
 
 
 def _as_flags(message: str) -> str:

@@ -135,7 +135,7 @@ def check_scheduler(address: str, timeout_s: float = 5.0) -> None:
     if url.scheme == "tcp":
         try:
             socket.create_connection((url.hostname or "localhost", url.port or 8786), timeout=timeout_s).close()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a port that is not a number
             raise refuse(exc) from None
     from distributed import Client
 
