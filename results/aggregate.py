@@ -392,14 +392,11 @@ def timings(rows: pd.DataFrame, config: str = "config") -> pd.DataFrame:
     t["coding_s"] = t[[c for c in CODING_STAGES if c in t]].sum(axis=1, min_count=1)
     t = t.reset_index()
     t["x_uniform"] = np.nan
-    if "allocation" in t:
-        uniform = t[t["allocation"].astype(str) == "uniform"]
-        def key(r: pd.Series) -> tuple[str, ...]:
-            return tuple(str(v) for v in r[family])  # str: a missing preset (NaN) matches itself
-
-        base = {key(r): r["coding_s"] for _, r in uniform.iterrows()}
-        t["x_uniform"] = [row["coding_s"] / base[k] if (k := key(row)) in base and base[k] > 0 else np.nan
-                          for _, row in t.iterrows()]
+    if "allocation" in t:  # each config against the uniform config of its family (NaN keys match NaN)
+        uniform = t.loc[t["allocation"].astype(str) == "uniform", [*family, "coding_s"]]
+        uniform = uniform.drop_duplicates(family, keep="last").rename(columns={"coding_s": "_u"})
+        base = t[family].merge(uniform, on=family, how="left")["_u"]
+        t["x_uniform"] = (t["coding_s"] / base.where(base > 0)).to_numpy()
     return t.drop(columns=[c for c in keys if c != config])
 
 

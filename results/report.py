@@ -385,7 +385,8 @@ def _image_anchor_section(doc: _Doc, rows: pd.DataFrame, method: str, min_overla
         return
     doc.heading("Sending features or the image (remote inference)")
     bd = aggregate.bd_vs_image(rows, method=method, min_overlap=min_overlap, n_boot=n_boot, seed=seed)
-    image = _ok_rows(rows)[_ok_rows(rows)["layer"].astype(str) == INPUT]
+    ok = _ok_rows(rows)
+    image = ok[ok["layer"].astype(str) == INPUT]
     coded = ", ".join(f"{c} {p}" for c, p in image[["codec", "preset"]].drop_duplicates().itertuples(index=False))
     doc.para(f"BD-rate on bytes per image of every split point against coding the network input itself (layer "
              f"`input`: the picture the network sees, coded with {coded or 'the same codec'} as one picture, see "

@@ -57,7 +57,7 @@ from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import RdoSettings
 from vcfc.spec import CodingSpec
 
-from .custom_models import add_model_folder
+from .custom_models import CHECKPOINT_SUFFIXES, add_model_folder
 from .grid.executors import EXECUTORS
 from .kinds import KINDS
 from .presets import INPUT
@@ -72,7 +72,6 @@ else:  # pragma: no cover - Python 3.10
 # 32 is not "32"); the registries give the choices.
 Codec, Layout, Quant, Reorder = choices(CODECS), choices(LAYOUTS), choices(QUANTIZERS), choices(REORDERS)
 Method, Distance, Executor, Kind = choices(ALLOCATORS), choices(DISTANCES), choices(EXECUTORS), choices(KINDS)
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 STRICT = ConfigDict(extra="forbid")  # an unknown field is an error, not ignored
 
 
@@ -130,6 +129,11 @@ class AllocationSpec:
     rdo_groups: Int = 8
     rdo_rounds: Int = 8
     rdo_distortion: Str = "kl"
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether a method needs calibration images (a profile or λ): those are held out."""
+        return any(ALLOCATORS.get(m).source != "none" for m in self.methods)
 
     def rdo_options(self) -> dict[str, Any]:
         return {"span": self.rdo_span, "step": self.rdo_step, "groups": self.rdo_groups,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 MODEL_PATH = "VCFC_MODEL_PATH"
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")  # a weights string ending so names a file
 
 
 def is_import_path(name: Any) -> bool:
@@ -35,10 +36,14 @@ def is_import_path(name: Any) -> bool:
     return bool(module) and attr.isidentifier() and all(p.isidentifier() for p in module.split("."))
 
 
+def _model_folders() -> list[str]:
+    return [p for p in os.environ.get(MODEL_PATH, "").split(os.pathsep) if p]
+
+
 def add_model_folder(folder: str | Path) -> None:
     """Let builders in ``folder`` be imported here and in the worker processes started later."""
     folder = str(Path(folder).resolve())
-    parts = [p for p in os.environ.get(MODEL_PATH, "").split(os.pathsep) if p]
+    parts = _model_folders()
     if folder not in parts:
         os.environ[MODEL_PATH] = os.pathsep.join([folder, *parts])
 
@@ -46,7 +51,7 @@ def add_model_folder(folder: str | Path) -> None:
 def builder_of(name: str) -> Callable[[], Any]:
     """The callable an import path names, with a one-line error for each way it can be wrong."""
     module_name, attr = name.split(":")
-    for folder in [os.getcwd(), *[p for p in os.environ.get(MODEL_PATH, "").split(os.pathsep) if p]]:
+    for folder in [os.getcwd(), *_model_folders()]:
         if folder not in sys.path:
             sys.path.append(folder)
     try:

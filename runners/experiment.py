@@ -79,7 +79,7 @@ def preflight(exp: Experiment) -> None:
         n = len(open_dataset(d.path, kind=d.kind, limit=d.limit))
         if n == 0:
             raise InputError(f"dataset {d.path}: no images found")
-    allocating = any(ALLOCATORS.get(a).source != "none" for a in exp.allocation.methods)
+    allocating = exp.allocation.calibrates
     for m in exp.models:
         for layer in m.layers:
             task = get_task(meta_split(m.name, layer).task)
@@ -125,7 +125,7 @@ def _dataset(path: str, kind: str, transform: Any, key: Any):
 def _eval_range(exp: Experiment, d_index: int, n_images: int) -> range:
     """Images evaluated: the calibration images of the first dataset are held out of the evaluation."""
     start = 0
-    needs_calibration = any(ALLOCATORS.get(m).source != "none" for m in exp.allocation.methods)
+    needs_calibration = exp.allocation.calibrates
     if needs_calibration and d_index == 0 and not exp.allocation.profile_data:
         start = exp.allocation.profile_images
         if start >= n_images:

@@ -66,8 +66,7 @@ def code_image(split: Split, ctx: ImageContext, cfg: Any) -> tuple[bytes, dict[s
                              f"and a codec whose pictures can be re-assembled (got {spec.codec}, {spec.layout})")
         bank = ctx.bank(spec)
         enc0, pack0 = bank.encode_s, bank.pack_s
-        quant = 0.0 if getattr(bank, "quant_charged", False) else bank.quant_s  # the first row of this bank pays it
-        bank.quant_charged = True
+        quant, bank.quant_s = bank.quant_s, 0.0  # the first row of this bank pays its quantisation
         if source == "image":
             job = ImageJob(ctx.features, split.tail_module, bank, int(cfg.qp), cfg.allocation, dict(cfg.options),
                            functools.partial(_sweep, split, spec=spec, qp=int(cfg.qp)))

@@ -28,7 +28,7 @@ from torchvision.models import WeightsEnum
 
 from vcfc.errors import InputError
 
-from .custom_models import build_custom, is_import_path
+from .custom_models import CHECKPOINT_SUFFIXES, build_custom, is_import_path
 from .tasks import task_of_model
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _weights_enum(model_name: str) -> type[WeightsEnum] | None:
 
 
 def _looks_like_path(s: str) -> bool:
-    return os.sep in s or "/" in s or s.endswith((".pth", ".pt", ".bin", ".ckpt")) or Path(s).exists()
+    return os.sep in s or "/" in s or s.endswith(CHECKPOINT_SUFFIXES) or Path(s).exists()
 
 
 def resolve_weights(model_name: str, weights: WeightsSpec) -> WeightsEnum | Path | None:

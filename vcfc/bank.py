@@ -54,7 +54,7 @@ class FrameBank:
             raise InputError(f"codec {spec.codec}: its pictures cannot be re-assembled into new files")
         t0 = time.perf_counter()
         self.q: Quantized = quantize_features(features, spec)
-        self.quant_s = time.perf_counter() - t0  # once per bank: every QP codes the same codes
+        self.quant_s = time.perf_counter() - t0  # not yet charged to a row: every QP codes the same codes
         self.pack_s = 0.0                        # packing pictures (inside the coding of each QP)
         self.input_size = input_size
         self.workers = max(1, workers)

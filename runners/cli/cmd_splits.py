@@ -160,7 +160,7 @@ def _run_and_print(args: argparse.Namespace, exp: Any, cuts: list[Any], targets:
     per_cut = timing(rows, cuts)
     summary = {
         "model": args.model, "weights": args.weights, "data": [str(d) for d in args.data], "images": images,
-        "calibration_images": exp.allocation.profile_images if _calibrates(exp) else 0,
+        "calibration_images": exp.allocation.profile_images if exp.allocation.calibrates else 0,
         "codec": args.codec, "preset": exp.coding.specs()[0].checked().preset,
         "qps": exp.coding.qps, "methods": exp.allocation.methods, "targets": targets,
         "cuts": [c.to_dict() for c in all_cuts],
@@ -208,12 +208,6 @@ def _report(out: Path, n_boot: int) -> Path:
     from .cmd_experiment import make_report
 
     return make_report(out / "run", out / "report", anchor="input:uniform", rate="bytes", n_boot=n_boot)[0]
-
-
-def _calibrates(exp: Any) -> bool:
-    from vcfc.sensitivity.allocation import ALLOCATORS
-
-    return any(ALLOCATORS.get(m).source != "none" for m in exp.allocation.methods)
 
 
 def _names(paths: list[str]) -> str:
