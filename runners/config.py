@@ -11,6 +11,9 @@
     name = "squeezenet1_1"
     weights = "DEFAULT"                # torchvision name, checkpoint path, or "none"
     layers = ["fire3"]
+    # your own network: name = "mynets:build", checkpoint = "mynet.pt" (see docs/examples/my_network.toml)
+    # task = "classification"          # optional: what its output is (default: from the module's type)
+    # transform = "mynets:preprocess"  # optional: PIL image -> input tensor (default: the builder's)
 
     [coding]
     codecs = ["x265"]                  # any registered codec: x265 | vvenc | av1 | jpeg | lossless
@@ -57,7 +60,7 @@ from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import RdoSettings
 from vcfc.spec import CodingSpec
 
-from .custom_models import CHECKPOINT_SUFFIXES, add_model_folder
+from .custom_models import CHECKPOINT_SUFFIXES, add_model_folder, check_model_options
 from .grid.executors import EXECUTORS
 from .kinds import KINDS
 from .presets import INPUT
@@ -83,12 +86,23 @@ class DatasetSpec:
     limit: Positive | None = None
 
 
+OPTIONAL_MODEL_KEYS = ("task", "transform")
+
+
 @dataclass
 class ModelSpec:
     __pydantic_config__ = STRICT
     name: Str
     weights: Str = "DEFAULT"
     layers: unique_list(Str) = field(default_factory=lambda: ["pool1"])
+    # your own network (name = "package.module:builder"): what its output means, and its input
+    task: Str | None = None        # a registered task (classification, ...); default: from the module's type
+    transform: Str | None = None   # "package.module:callable": PIL image -> input tensor; default: the builder's
+
+    @property
+    def options(self) -> dict[str, str]:
+        """task / transform where set: what split() takes besides name and weights."""
+        return {k: getattr(self, k) for k in OPTIONAL_MODEL_KEYS if getattr(self, k) is not None}
 
 
 @dataclass
@@ -166,7 +180,12 @@ class Experiment:
     run: RunSpec = field(default_factory=RunSpec)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        for m in d["models"]:  # unset optional keys stay out: runs made before they existed resume
+            for k in OPTIONAL_MODEL_KEYS:
+                if m.get(k) is None:
+                    m.pop(k, None)
+        return d
 
     def specs(self, layer: str) -> list[CodingSpec]:
         """How ``layer``'s features are coded: the [coding] grid, or for the network input
@@ -268,6 +287,8 @@ def validate(exp: Experiment) -> None:
     if IMAGE_LAYOUT in c.layouts:
         raise InputError(f"experiment: [coding] layouts: {IMAGE_LAYOUT} codes a picture; list layer \"{INPUT}\" in "
                          f"[[models]] layers to code the network input, and feature layouts here")
+    for m in exp.models:
+        check_model_options(m.name, m.task, m.transform, where="[[models]] ")
     unusable = [m for m in a.methods if not ALLOCATORS.get(m).selectable]
     if unusable:
         raise InputError(f"experiment: [allocation] methods: {unusable[0]!r} cannot be named here "

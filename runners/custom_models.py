@@ -94,3 +94,30 @@ def build_custom(name: str, weights: Any, *, seed: int = 0, meta: bool = False) 
         warnings.warn(f"{name}: no checkpoint: the module as its builder initialised it (seed {seed})",
                       UserWarning, stacklevel=3)
     return model.eval(), transform
+
+
+# tasks whose output is one tensor per batch, which a generic cut of any module can produce
+TENSOR_TASKS = ("classification", "segmentation")
+
+
+def check_model_options(name: str, task: str | None, transform: str | None, where: str = "") -> None:
+    """``task`` and ``transform`` of a model entry: one line for each way they can be wrong
+    (the transform's module is imported here, so a typo stops the run before any work)."""
+    if task is not None:
+        if not is_import_path(name):
+            raise InputError(f"{where}task: only for your own network (package.module:builder); "
+                             f"{name}'s task comes from torchvision")
+        if task not in TENSOR_TASKS:
+            raise InputError(f"{where}task: {task!r}: your own network can be {' or '.join(TENSOR_TASKS)} "
+                             f"(a detection task needs a torchvision R-CNN)")
+    if transform is not None:
+        if not is_import_path(transform):
+            raise InputError(f"{where}transform: {transform!r} is not an import path (package.module:callable)")
+        builder_of(transform)
+
+
+def transform_of(transform: str | Callable | None) -> Callable | None:
+    """The callable a transform option names (an import path), or the callable itself."""
+    if transform is None or callable(transform):
+        return transform
+    return builder_of(transform)

@@ -25,7 +25,7 @@ from vcfc.sensitivity.measure_profile import measure
 from vcfc.sensitivity.profile import Profile, read_profile, write_profile
 from vcfc.spec import CodingSpec
 
-from .config import Experiment
+from .config import Experiment, ModelSpec
 from .datasets import collate, load_samples, open_dataset
 from .evaluate import EvalConfig, eval_config, evaluate_batch
 from .grid.budget import Budget, default_workers
@@ -82,7 +82,7 @@ def preflight(exp: Experiment) -> None:
     allocating = exp.allocation.calibrates
     for m in exp.models:
         for layer in m.layers:
-            task = get_task(meta_split(m.name, layer).task)
+            task = get_task(meta_split(m.name, layer, m.task).task)
             if allocating and not task.channel_sensitivity:
                 raise InputError(f"{m.name}: allocations other than uniform are implemented for "
                                  f"classifiers in experiments (this model's task is {task.name})")
@@ -111,11 +111,13 @@ def worker_setup(budget: Budget | None = None) -> None:
     logging.getLogger("vcfc.runners").propagate = False
 
 
-def cached_split(model: str, weights: str, layer: str, device: str) -> Split:
-    """The split, built once per worker process and reused by every task that lands there."""
-    key = ("split", model, weights, layer, device)
+def cached_split(model: str, weights: str, layer: str, device: str, options: dict[str, str] | None = None) -> Split:
+    """The split, built once per worker process and reused by every task that lands there.
+    options: your own network's task / transform (ModelSpec.options)."""
+    options = options or {}
+    key = ("split", model, weights, layer, device, tuple(sorted(options.items())))
     return worker_cache().get_or_compute(key, lambda: split(model, at=layer, weights=None if weights == "none" else weights,
-                                                            device=resolve_device(device)))
+                                                            device=resolve_device(device), **options))
 
 
 def _dataset(path: str, kind: str, transform: Any, key: Any):
@@ -152,7 +154,7 @@ def prepare_allocations(exp: Experiment, run: RunDir, progress: bool = True) -> 
         for layer in m.layers:
             profile_methods = [k for k in exp.methods(layer) if ALLOCATORS.get(k).source == "profile"]
             for spec in exp.specs(layer) if profile_methods else []:
-                profile = _profile(exp, m.name, m.weights, layer, spec, run, progress)
+                profile = _profile(exp, m, layer, spec, run, progress)
                 for method in profile_methods:
                     for qp in exp.coding.qps:
                         qps, _ = allocate_from_profile(method, profile, qp, exp.allocation.qp_range, spec.qp_limits)
@@ -176,7 +178,7 @@ def _calibrate_lambdas(exp: Experiment, run: RunDir) -> None:
             methods = [k for k in exp.methods(layer) if ALLOCATORS.get(k).needs_lambda]
             if not methods:
                 continue
-            sp = cached_split(m.name, m.weights, layer, exp.run.device)
+            sp = cached_split(m.name, m.weights, layer, exp.run.device, m.options)
             features = list(calibration_features(exp, sp)[0])
             for spec in exp.specs(layer):
                 for qp, lam in calibrate(sp, features, spec, exp.coding.qps, settings).items():
@@ -200,12 +202,12 @@ def calibration_features(exp: Experiment, sp: Split) -> tuple[Any, int, str]:
     return (sp.head(sample.image[None])[0] for sample in ds), len(ds), str(data)
 
 
-def _profile(exp: Experiment, model: str, weights: str, layer: str, spec: CodingSpec, run: RunDir,
-             progress: bool) -> Profile:
+def _profile(exp: Experiment, m: ModelSpec, layer: str, spec: CodingSpec, run: RunDir, progress: bool) -> Profile:
+    model, weights = m.name, m.weights
     prefix = run.profile_prefix(model, layer, spec.label())
     if prefix.with_suffix(".parquet").exists():
         return read_profile(prefix.with_suffix(".parquet"))
-    sp = cached_split(model, weights, layer, exp.run.device)
+    sp = cached_split(model, weights, layer, exp.run.device, m.options)
     features, n, data = calibration_features(exp, sp)
     # The fx modules (not the no_grad wrappers) let the sweep use its channels-last fast path.
     profile = measure(
@@ -226,7 +228,7 @@ def _save_sample(exp: Experiment, run: RunDir) -> None:
         layer = next((x for x in m.layers if x != INPUT), m.layers[0])  # feature pictures, if any
         spec = exp.specs(layer)[0]
         qp = sorted(exp.coding.qps)[len(exp.coding.qps) // 2]
-        sp = cached_split(m.name, m.weights, layer, exp.run.device)
+        sp = cached_split(m.name, m.weights, layer, exp.run.device, m.options)
         d = exp.datasets[0]
         ds = open_dataset(d.path, kind=d.kind, transform=sp.transforms, limit=d.limit)
         index = _eval_range(exp, 0, len(ds)).start
@@ -254,6 +256,8 @@ def build_tasks(exp: Experiment, allocations: dict[str, list[int]], lambdas: dic
                     tasks.append({
                         "dataset": d.path, "kind": d.kind, "model": m.name, "weights": m.weights, "layer": layer,
                         "device": exp.run.device, "start": start, "stop": stop, "configs": configs,
+                        # only when set: tasks (and their keys) of runs without them stay as they were
+                        **({"model_options": m.options} if m.options else {}),
                     })
     return tasks
 
@@ -273,8 +277,10 @@ def _configs(exp: Experiment, model: str, layer: str, allocations: dict[str, lis
 
 def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     """Evaluate one batch of images under every configuration (runs in a worker process)."""
-    sp = cached_split(task["model"], task["weights"], task["layer"], task["device"])
-    ds = _dataset(task["dataset"], task["kind"], sp.transforms, (task["model"], task["weights"], task["layer"]))
+    options = task.get("model_options") or {}
+    sp = cached_split(task["model"], task["weights"], task["layer"], task["device"], options)
+    ds = _dataset(task["dataset"], task["kind"], sp.transforms,
+                  (task["model"], task["weights"], task["layer"], tuple(sorted(options.items()))))
     configs = [EvalConfig.from_dict(cfg) for cfg in task["configs"]]
     base = {"dataset": Path(task["dataset"]).name, "model": task["model"], "weights": task["weights"], "layer": task["layer"]}
     samples, bad = load_samples(ds, range(task["start"], task["stop"]))

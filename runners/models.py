@@ -19,9 +19,10 @@ from torch import nn
 
 from vcfc.errors import InputError
 
+from .custom_models import check_model_options, is_import_path, transform_of
 from .presets import INPUT, PRESETS, presets_of
-from .splits import FeatureDict, InputSplit, Split
-from .tasks import Task, task_of_model
+from .splits import ClassifierSplit, FeatureDict, InputSplit, Split
+from .tasks import Task, get_task, task_of_model
 from .weights import WeightsSpec, build_model, load_checkpoint, resolve_weights
 
 __all__ = ["FeatureDict", "Split", "list_models", "meta_split", "split"]
@@ -29,7 +30,8 @@ __all__ = ["FeatureDict", "Split", "list_models", "meta_split", "split"]
 
 def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec = "DEFAULT", *,
           seed: int = 0, device: str | torch.device = "cpu", send_p6: bool = True,
-          model_kwargs: Mapping[str, Any] | None = None, model_name: str | None = None) -> Split:
+          model_kwargs: Mapping[str, Any] | None = None, model_name: str | None = None,
+          task: str | None = None, transform: str | Callable | None = None) -> Split:
     """Cut a model at `at` (a preset name or a module path) and return the `Split`.
 
     model_name_or_module: a torchvision model name ("resnet50", "fcn_resnet50",
@@ -38,13 +40,15 @@ def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec =
     weights: "DEFAULT", an enum name, a WeightsEnum, a checkpoint path, or None/"none" (seeded
       random init; warns). model_kwargs go to the torchvision builder (e.g. min_size=320).
     send_p6: R-CNN only; False drops p6 from the head output and the tail re-derives it.
+    task: your own network's task (classification | segmentation; default: from its type);
+    transform: a callable (or "package.module:callable") from a PIL image to the input tensor.
     """
     dev = torch.device(device)
     if isinstance(model_name_or_module, nn.Module):
         model = model_name_or_module.eval()
         name = model_name or type(model).__name__.lower()
-        task = task_of_model(model)
-        transforms = task.default_transforms()
+        own = task_of_model(model)
+        transforms = own.default_transforms()
         if weights is not None and not (isinstance(weights, str) and weights in ("DEFAULT", "none")):
             resolved = resolve_weights(name, weights)
             if resolved is not None and not hasattr(resolved, "url"):
@@ -52,27 +56,40 @@ def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec =
     elif isinstance(model_name_or_module, str):
         name = model_name_or_module
         model, transforms = build_model(name, weights, seed=seed, model_kwargs=model_kwargs)
-        task = task_of_model(model)
+        own = task_of_model(model)
     else:
         raise InputError(f"model must be a torchvision model name or an nn.Module, "
                          f"not {type(model_name_or_module).__name__}")
     model = model.to(dev)
-    return _make_split(model, name, at, task, transforms, dev, send_p6)
+    if transform is not None:
+        transforms = transform_of(transform)
+    if task is not None:
+        check_model_options(name if is_import_path(name) else "own:module", task, None)
+        return _make_split(model, name, at, get_task(task), transforms, dev, send_p6, generic=True)
+    return _make_split(model, name, at, own, transforms, dev, send_p6)
 
 
 def _make_split(model: nn.Module, name: str, at: str, task: Task, transforms: Callable,
-                device: torch.device, send_p6: bool = True) -> Split:
+                device: torch.device, send_p6: bool = True, generic: bool = False) -> Split:
+    """``generic``: a task named for your own network: a plain cut whose tail ends in the module's
+    own output (one tensor), scored as ``task`` scores."""
     if not isinstance(at, str) or not at:
         raise InputError("the split point must be a non-empty string (preset or module path)")
     if at == INPUT:  # before the network, for every model: the remote-inference anchor
+        if generic:  # the module's own output
+            return InputSplit(model, name, at, INPUT, transforms, device, task=task.name)
         return InputSplit(model, name, at, INPUT, transforms, device, task=task.name, forward=task.run_model)
+    if generic:
+        return ClassifierSplit(model, name, at, presets_of(name).get(at, at), transforms, device, task=task.name)
     return task.make_split(model, name, at, presets_of(name).get(at, at), transforms, device, send_p6=send_p6)
 
 
-def meta_split(model_name: str, at: str) -> Split:
+def meta_split(model_name: str, at: str, task: str | None = None) -> Split:
     """The split of a parameter-less (meta device) model: checks that the model and the layer
     exist and gives feature shapes and FLOPs, without weights, downloads or compute."""
     model, transforms = _meta_model(model_name)
+    if task is not None:
+        return _make_split(model, model_name, at, get_task(task), transforms, torch.device("meta"), generic=True)
     return _make_split(model, model_name, at, task_of_model(model), transforms, torch.device("meta"))
 
 

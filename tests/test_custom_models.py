@@ -108,3 +108,58 @@ def test_the_documented_example_file_is_valid():
     assert m.weights == str(REPO / "docs" / "examples" / "my_network.pt")  # beside the file, not the working folder
     sp = split(m.name, at="features.3", weights="none")  # found through the file's folder
     assert tuple(sp.head(torch.rand(1, 3, 224, 224)).shape) == (1, 64, 56, 56)
+
+
+def test_your_own_segmenter_is_scored_as_segmentation_with_its_own_transform():
+    from PIL import Image
+
+    sp = split("tests.tiny_models:tiny_segmenter", at="2", weights="none", task="segmentation",
+               transform="tests.tiny_models:to_64")
+    assert sp.task == "segmentation"
+    x = sp.transforms(Image.new("RGB", (300, 200), (200, 10, 10)))
+    assert tuple(x.shape) == (3, 64, 64) and float(x.max()) <= 1.0  # the transform named, not ImageNet's
+    net = __import__("tests.tiny_models", fromlist=["x"]).tiny_segmenter()
+    net.load_state_dict(sp.model.state_dict())
+    feats = sp.head(x[None])
+    assert tuple(feats.shape) == (1, 8, 32, 32)
+    torch.testing.assert_close(sp.tail(feats), net.eval()(x[None]), rtol=0, atol=0)
+    from vcfc.runners.tasks import get_task
+
+    out = sp.tail(feats)
+    rows = get_task(sp.task).score(out, out.flip(1), None, ["a"])
+    assert 0.0 <= rows[0]["fidelity"] < 1.0  # pixel agreement, not top-1 of a flattened output
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"name": "squeezenet1_1", "task": "segmentation"}, "task: only for your own network"),
+    ({"name": "tests.tiny_models:tiny", "task": "detection"}, "task: 'detection': your own network can be"),
+    ({"name": "tests.tiny_models:tiny", "transform": "resize"}, "transform: 'resize' is not an import path"),
+    ({"name": "tests.tiny_models:tiny", "transform": "tests.tiny_models:nothing"}, "has no callable nothing"),
+])
+def test_bad_task_or_transform_in_an_experiment_is_one_line_naming_it(model, message):
+    with pytest.raises(InputError, match=message):
+        experiment_from_dict({"datasets": [{"path": "x"}], "models": [{**model, "layers": ["2"]}]})
+
+
+def test_unset_task_and_transform_leave_the_experiment_dict_as_before():
+    exp = experiment_from_dict({"datasets": [{"path": "x"}], "models": [{"name": "tests.tiny_models:tiny", "layers": ["2"]}]})
+    assert set(exp.to_dict()["models"][0]) == {"name", "weights", "layers"}  # old runs resume
+    exp = experiment_from_dict({"datasets": [{"path": "x"}], "models": [
+        {"name": "tests.tiny_models:tiny_segmenter", "layers": ["2"], "task": "segmentation"}]})
+    assert exp.to_dict()["models"][0]["task"] == "segmentation" and exp.models[0].options == {"task": "segmentation"}
+
+
+def test_vcfc_eval_takes_task_and_transform_flags(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "vcfc", "eval", "--model", "tests.tiny_models:tiny_segmenter",
+                        "--weights", "none", "--task", "segmentation", "--transform", "tests.tiny_models:to_64",
+                        "--layer", "2", "--data", str(KODAK), "--limit", "2", "--qp", "32", "--json",
+                        "--device", "cpu"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    out = json.loads(r.stdout)
+    assert out["task"] == "segmentation" and out["images"] == 2 and 0 < out["fidelity"] <= 1
+    r = subprocess.run([sys.executable, "-m", "vcfc", "eval", "--model", "squeezenet1_1", "--task", "segmentation",
+                        "--layer", "fire3", "--data", str(KODAK), "--qp", "32"], capture_output=True, text=True,
+                       timeout=300, cwd=REPO)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--task: only for your own network" in r.stderr

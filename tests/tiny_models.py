@@ -24,3 +24,16 @@ def tiny_with_transform() -> tuple[nn.Module, v2.Compose]:
 
 def not_a_module() -> str:
     return "nope"
+
+
+def tiny_segmenter() -> nn.Module:
+    """3×64×64 → per-pixel logits of 4 classes at input resolution (one tensor, not a dict).
+    Upsampled by a factor, not to x's size: an output size read from the input would bypass any cut."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 2: 8×32×32
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                         nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
+
+
+def to_64(img) -> torch.Tensor:
+    """A transform of one's own: any picture to 3×64×64 in [0, 1], no normalisation."""
+    return v2.Compose([v2.PILToTensor(), v2.Resize((64, 64)), v2.ToDtype(torch.float32, scale=True)])(img)

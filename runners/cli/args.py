@@ -48,6 +48,25 @@ def force_flag(p: argparse.ArgumentParser, what: str = "an existing output file"
     p.add_argument("--force", action="store_true", help=f"replace {what} (without it: exit 2, nothing done)")
 
 
+def own_network_flags(p: argparse.ArgumentParser) -> None:
+    """--task / --transform: what an experiment file's [[models]] task / transform say."""
+    p.add_argument("--task", choices=("classification", "segmentation"),
+                   help="your own network (--model package.module:builder): what its output is "
+                        "(default: from the module's type, a classifier unless a torchvision FCN/DeepLabV3/R-CNN)")
+    p.add_argument("--transform", metavar="PKG.MOD:FN",
+                   help="your own preprocessing: a callable from a PIL image to the input tensor "
+                        "(default: the builder's, else ImageNet's resize 256 / crop 224 / normalise)")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, str]:
+    """split()'s task / transform from the flags, checked (one line, before any work)."""
+    from vcfc.runners.custom_models import check_model_options
+
+    task, transform = getattr(args, "task", None), getattr(args, "transform", None)
+    check_model_options(args.model, task, transform, where="--")
+    return {k: v for k, v in (("task", task), ("transform", transform)) if v is not None}
+
+
 def ffmpeg_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ffmpeg", metavar="PATH", help="ffmpeg binary to use (default: $VCFC_FFMPEG, else imageio-ffmpeg's)")
 

@@ -22,6 +22,8 @@ from .args import (
     coding_flags,
     ffmpeg_flag,
     force_flag,
+    model_options,
+    own_network_flags,
     parse_hw,
     positive,
     quiet_flag,
@@ -80,6 +82,7 @@ def model_args(p: argparse.ArgumentParser) -> None:
                    help="torchvision weights name (DEFAULT, IMAGENET1K_V1, ...; cached under $TORCH_HOME), "
                         "a local checkpoint path, or 'none' for seeded random weights")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default: cuda when available)")
+    own_network_flags(p)
 
 
 def data_args(p: argparse.ArgumentParser) -> None:
@@ -155,7 +158,8 @@ def open_split_and_data(args: argparse.Namespace):
 
     positive("--limit", args.limit)
     positive("--batch-size", args.batch_size)
-    sp = split(args.model, at=args.layer, weights=args.weights, device=resolve_device(args.device))
+    options = model_options(args)
+    sp = split(args.model, at=args.layer, weights=args.weights, device=resolve_device(args.device), **options)
     ds = open_dataset(args.data, kind=args.kind, transform=sp.transforms, limit=args.limit)
     if len(ds) == 0:
         raise InputError(f"{args.data}: no images found")

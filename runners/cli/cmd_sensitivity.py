@@ -16,7 +16,17 @@ from vcfc.sensitivity.distances import DISTANCES
 from vcfc.sensitivity.options import METHODS, PRECISIONS
 from vcfc.spec import CodingSpec
 
-from .args import add_command, coding_flags, force_flag, positive, quiet_flag, show_progress, spec_from
+from .args import (
+    add_command,
+    coding_flags,
+    force_flag,
+    model_options,
+    own_network_flags,
+    positive,
+    quiet_flag,
+    show_progress,
+    spec_from,
+)
 
 SENS_EPILOG = """\
 examples:
@@ -87,6 +97,7 @@ def register(sub: Any) -> None:
                    help="torchvision model name (see `vcfc models`) or your own, as package.module:builder")
     p.add_argument("--layer", required=True, help="split preset or module path (R-CNN: fpn)")
     p.add_argument("--weights", default="DEFAULT", help="weights name, checkpoint path or 'none' (default DEFAULT)")
+    own_network_flags(p)
     p.add_argument("--data", required=True, help="dataset folder (ImageNet, image folder, COCO)")
     p.add_argument("--kind", default="auto", choices=KINDS)
     p.add_argument("--images", type=int, default=8, help="number of images to average over (default 8)")
@@ -150,8 +161,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     if spec is None:
         raise InputError("--codec none: the sensitivity to codec noise needs a codec")
     spec.check_qp(args.qp_base, "--qp-base")
+    options = model_options(args)
     device = resolve_device(args.device)
-    sp = split(args.model, at=args.layer, weights=args.weights, device=device)
+    sp = split(args.model, at=args.layer, weights=args.weights, device=device, **options)
     ds = open_dataset(args.data, kind=args.kind, transform=sp.transforms, limit=args.images)
     if len(ds) == 0:
         raise InputError(f"{args.data}: no images")
