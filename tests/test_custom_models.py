@@ -163,3 +163,17 @@ def test_vcfc_eval_takes_task_and_transform_flags(tmp_path):
                         "--layer", "fire3", "--data", str(KODAK), "--qp", "32"], capture_output=True, text=True,
                        timeout=300, cwd=REPO)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--task: only for your own network" in r.stderr
+
+
+def test_the_example_files_optional_transform_exists(monkeypatch):
+    import tomllib
+
+    monkeypatch.setenv("VCFC_MODEL_PATH", str(REPO / "docs" / "examples"))  # as load_experiment adds it
+    text = (REPO / "docs" / "examples" / "my_network.toml").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("# transform"))
+    raw = tomllib.loads(text.replace(line, line[2:]))  # uncommented, as a user would
+    exp = experiment_from_dict(raw, base=REPO / "docs" / "examples")
+    from PIL import Image
+
+    sp = split(exp.models[0].name, at="features.3", weights="none", transform=exp.models[0].transform)
+    assert tuple(sp.transforms(Image.new("RGB", (320, 240))).shape) == (3, 224, 224)

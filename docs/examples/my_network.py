@@ -30,6 +30,14 @@ def build() -> nn.Module:
     return SmallNet()
 
 
+def prepare(img) -> torch.Tensor:
+    """An input transform of one's own (`transform = "my_network:prepare"`): PIL image -> 3×224×224
+    in [0, 1]. Without one, ImageNet's resize 256, crop 224 and normalisation."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.PILToTensor(), v2.Resize(224), v2.CenterCrop(224), v2.ToDtype(torch.float32, scale=True)])(img)
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     torch.save(build().state_dict(), "my_network.pt")
