@@ -55,7 +55,7 @@ ALLOC_EPILOG = """\
 examples:
   vcfc allocate prof/sq_fire3.parquet --qp-base 37 --qp-range 10 --out qps.txt
   vcfc allocate prof/sq_fire3.parquet --qp-base 37 --qp-range 10 --method lagrangian \\
-        --target-bytes 20000 --out qps.txt
+        --target-bytes 20000 --out qps-20k.txt
   vcfc encode feat.npy feat.vcfc --layout frames --channel-qps qps.txt
 
 linear (Hu et al.):  QP_i = QP_base − round(QP_range · S̃_i), S̃ = min-max normalised sensitivity.

@@ -22,9 +22,10 @@ SPLITS_EPILOG = """\
 examples:
   vcfc splits --model squeezenet1_1 --data ../shared/data/imagenet-sample --limit 40
   vcfc splits --model mobilenet_v2 --weights IMAGENET1K_V1 --data ../shared/data/imagenet-sample --limit 40
-  vcfc splits --model squeezenet1_1 --data imgs --layers fire3,pool3,pool5 --targets 0.9,0.95 --json
+  vcfc splits --model squeezenet1_1 --data imgs --layers fire3,pool3,pool5 --targets 0.9,0.95 \
+        --out splits-imgs --json
   vcfc splits --model squeezenet1_1 --data ../shared/data/imagenet-sample --data ../shared/data/coco128 \
-        --data ../shared/data/kodak                    # 402 images: fidelity needs no labels
+        --data ../shared/data/kodak --out splits-402   # 402 images: fidelity needs no labels
 
 For each candidate cut (the model's presets whose features have no more elements than the
 network input, within --max-flops of the network's FLOPs, at most --max-cuts; or --layers) and
