@@ -31,7 +31,7 @@ QUALITIES = ("fidelity", "kl_db", "top1", "top5")
 STAGES = ("head_s", "quant_s", "pack_s", "encode_s", "decode_s", "alloc_s", "tail_s")
 # describe a config; all but "allocation" define which configs are comparable (a "family")
 DESCRIPTORS = ("model", "layer", "codec", "preset", "quant", "bits", "layout", "allocation")
-MEAN_COLUMNS = ("bpfe", "bpp", "bytes", "side_info_bytes", "mean_qp", *LINEAR_QUALITIES, "output_kl", "output_mse",
+MEAN_COLUMNS = ("bpfe", "bpp", "bytes", "side_info_bytes", "mean_qp", "skipped", *LINEAR_QUALITIES, "output_kl", "output_mse",
                 *STAGES)
 BD_COLUMNS = ("config", "anchor", "allocation", "model", "layer", "codec", "preset", "quant", "bits", "layout",
               "rate", "quality", "n_images", "points", "bd_rate", "bd_rate_ci_low", "bd_rate_ci_high",

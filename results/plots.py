@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from vcfc.coding import SKIP
 from vcfc.picture import INPUT_LAYER
 
 LABELS = {"bpfe": "bits per feature element (bpfe)", "bpp": "bits per input pixel (bpp)",
@@ -212,8 +213,12 @@ def plot_qp_map(qps: Sequence[int], base_qp: float | None = None, title: str | N
     """Per-channel QPs: channel index -> QP as bars (steps for many channels), with the base QP
     drawn as a reference line (lower QP = finer quantisation = more bits for that channel)."""
     q = np.asarray(qps, dtype=float).ravel()
+    skipped = q == SKIP  # not coded: no QP; marked above the bars
+    q = np.where(skipped, np.nan, q)
     fig, ax = plt.subplots(figsize=(8.0, 3.0), layout="constrained")
-    if q.size:
+    if skipped.all() and q.size:
+        ax.text(0.5, 0.5, f"all {q.size} channels skipped (not coded)", ha="center", va="center", transform=ax.transAxes)
+    elif q.size:
         ch = np.arange(q.size)
         what = f"channel QP ({method})" if method else "channel QP"
         if base_qp is not None:  # bars grow from the base QP: below = finer than uniform, above = coarser
@@ -226,7 +231,11 @@ def plot_qp_map(qps: Sequence[int], base_qp: float | None = None, title: str | N
             ax.axhline(float(base_qp), color="tab:red", lw=1.4, ls="--", label=f"base QP {base_qp:g}")
         lo = np.nanmin(q) if base_qp is None else min(np.nanmin(q), base_qp)
         hi = np.nanmax(q) if base_qp is None else max(np.nanmax(q), base_qp)
-        ax.set_ylim(max(0, lo - 2), hi + 2)
+        ax.set_ylim(max(0, lo - 2), hi + (4 if skipped.any() else 2))
+        if skipped.any():
+            ch = np.flatnonzero(skipped)
+            ax.plot(ch, np.full(ch.size, hi + 2.5), "x", color="0.35", ms=4 if q.size > 128 else 6,
+                    label=f"skipped (not coded): {ch.size}")
         ax.set_xlim(-0.7, q.size - 0.3)
         ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
@@ -235,7 +244,8 @@ def plot_qp_map(qps: Sequence[int], base_qp: float | None = None, title: str | N
     ax.set_xlabel("channel")
     ax.set_ylabel("QP")
     ax.grid(True, axis="y", alpha=0.3)
-    default = f"per-channel QP ({q.size} channels, {np.nanmin(q):g}–{np.nanmax(q):g})" if q.size else "per-channel QP"
+    default = (f"per-channel QP ({q.size} channels, {np.nanmin(q):g}–{np.nanmax(q):g})"
+               if q.size and not skipped.all() else "per-channel QP")
     ax.set_title(_wrap(title or default, 90), fontsize=10)
     return fig
 

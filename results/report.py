@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vcfc.coding import SKIP
 from vcfc.errors import InputError
 from vcfc.picture import INPUT_LAYER as INPUT
 
@@ -548,7 +549,9 @@ def _extras_section(doc: _Doc, extras: Mapping[str, Any], ctx_caption: str) -> N
             note = (note[:1].upper() + note[1:]).rstrip(".")
             cap = (f"{note + '. ' if note else ''}QP of each of the {qps.size} feature channels, {what}{at}; "
                    f"{'dashed red line: the base QP; ' if base is not None else ''}dotted: the mean channel QP. "
-                   f"Lower QP = finer quantisation = more bits for that channel. {ctx_caption}.")
+                   f"Lower QP = finer quantisation = more bits for that channel"
+                   f"{'; ×: channels not coded (skipped, filled with their mean)' if (qps == SKIP).any() else ''}. "
+                   f"{ctx_caption}.")
             doc.figure(plots.plot_qp_map(qps, base_qp=base, title=title, method=method), f"qpmap_{name}", cap,
                        wide=True)
     if sens:

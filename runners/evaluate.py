@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import vcfc
+from vcfc.coding import SKIP
 from vcfc.errors import InputError
 from vcfc.ffmpeg import children_stopped_on_interrupt
 from vcfc.picture import IMAGE_LAYOUT
@@ -115,9 +116,10 @@ def rate_stats(data: bytes, elements: int, t: dict[str, float]) -> dict[str, Any
     """The row fields that describe one coded file: its honest size and the stage timings."""
     info = vcfc.inspect(data)
     qps = np.concatenate([np.asarray(v) for v in info["channel_qps"].values()])
+    coded = qps[qps != SKIP]
     return {"bytes": info["bytes"], "side_info_bytes": info["side_info_bytes"], "elements": elements,
-            "channels": int(qps.size),
-            "bpfe": info["bpfe"], "bpp": info["bpp"], "mean_qp": float(qps.mean()),
+            "channels": int(qps.size), "skipped": int(qps.size - coded.size),
+            "bpfe": info["bpfe"], "bpp": info["bpp"], "mean_qp": float(coded.mean()) if coded.size else float("nan"),
             "qp_vector": ",".join(map(str, qps.tolist())) if qps.min() != qps.max() else "",
             "quant_s": t.get("quantize", 0.0), "pack_s": t.get("pack", 0.0), "encode_s": t.get("encode", 0.0),
             "decode_s": t.get("decode", 0.0) + t.get("dequantize", 0.0), "alloc_s": t.get("alloc", 0.0)}

@@ -135,7 +135,7 @@ def task_weights(sensitivity: np.ndarray, dist: np.ndarray, qps: Sequence[int], 
 # ----------------------------------------------------------------------------- the registry
 
 # the options rdo and rdo-uniform read: RdoSettings' fields (λ included) but the method's own flag
-RDO_OPTIONS = tuple(f.name for f in fields(RdoSettings) if f.name != "uniform_only")
+RDO_OPTIONS = tuple(f.name for f in fields(RdoSettings) if f.name not in ("uniform_only", "tools"))
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,9 @@ ALLOCATORS: Registry[Allocator] = Registry("allocation", [(a.name, a) for a in (
     Allocator("perimage", "image", "Hu et al.'s Algorithm 1 per image: the linear rule on this image's own sensitivities",
               fn="vcfc.sensitivity.perimage:allocate_job", options=("qp_range",), per_channel=True),
     Allocator("rdo", "image", "closed loop per image: argmin KL(task output) + λ·bits over really coded QP vectors",
+              fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True, per_channel=True),
+    Allocator("rdo+skip", "image", "rdo whose search may also leave a channel uncoded (the decoder fills it with "
+              "its mean code): judged by the same KL + λ·bits",
               fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True, per_channel=True),
     Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R",
               fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True),

@@ -69,6 +69,13 @@ DISTORTIONS: Registry[str] = Registry("distortion", [
 ])
 
 
+# What the closed-loop search may do to a channel besides choosing its QP. Each is judged in the
+# same loop (KL + λ·bits of the real file) and is switched on by name: allocation "rdo+skip".
+RDO_TOOLS: Registry[str] = Registry("rdo tool", [
+    ("skip", "the channel is not coded: the decoder fills it with its mean code (sent in the header)"),
+])
+
+
 @dataclass(frozen=True)
 class RdoSettings:
     lam: float                 # nats of KL per bit per feature element
@@ -79,8 +86,15 @@ class RdoSettings:
     uniform_only: bool = False  # search per-image uniform QPs only (no per-channel moves)
     distortion: str = "kl"     # kl | kl-flip (KL + flip_penalty when the top-1 class changes)
     flip_penalty: float = 1.0
+    tools: str = ""            # coding tools besides the QP, "+"-separated (RDO_TOOLS): "skip"
+
+    @property
+    def tool_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.tools.split("+") if t.strip())
 
     def checked(self) -> RdoSettings:
+        for t in self.tool_set:
+            RDO_TOOLS.get(t)
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise InputError(f"rdo: λ must be a finite number >= 0, got {self.lam}")
         DISTORTIONS.get(self.distortion)

@@ -10,8 +10,10 @@ batched tail pass, not an encode.
 
 Search, per image: (1) every uniform QP of the grid; unless uniform_only: (2) the linear rule's
 shape on this image's own KL sensitivities, snapped to the grid, at the best uniform QP;
-(3) greedy moves: channels in groups of similar sensitivity step one grid QP up or down, the
-best move of a round kept while it lowers D + λR.
+(3) with tool "skip": the n channels whose replacement by their fill value moves KL least are
+not coded, for n on a ladder up to half the channels; (4) greedy moves: channels in groups of
+similar sensitivity step one grid QP up or down (with "skip", one step past the coarsest QP is
+"not coded"), or a whole group is skipped; the best move of a round kept while it lowers D + λR.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 from torch import Tensor
 
 from vcfc.bank import FrameBank
+from vcfc.coding import SKIP
 from vcfc.errors import InputError
 from vcfc.results.metrics import kl_rows
 
@@ -59,15 +62,17 @@ class RdoResult:
 
 
 class _Search:
-    """Candidates as per-channel indices into the grid; costs cached by QP vector."""
+    """Candidates as per-channel indices into the levels (the grid's QPs, then SKIP with tool
+    skip); costs cached by index vector."""
 
     def __init__(self, x: Tensor, tail: Callable[[Tensor], Tensor], bank: FrameBank, grid: list[int],
                  settings: RdoSettings, device: torch.device, dtype: torch.dtype, max_batch: int) -> None:
-        self.tail, self.bank, self.grid, self.s = tail, bank, grid, settings
+        self.tail, self.bank, self.s = tail, bank, settings
+        self.grid = grid + ([SKIP] if "skip" in settings.tool_set and not settings.uniform_only else [])
         self.max_batch = max_batch
         bank.ensure({g: None for g in grid})
-        # (K, C, H, W): every channel reconstructed at every grid QP, for gathering candidates
-        self.levels = torch.stack([as_batch(bank.reconstruct(g), device, dtype)[0] for g in grid])
+        # (K, C, H, W): every channel reconstructed at every level, for gathering candidates
+        self.levels = torch.stack([as_batch(bank.reconstruct(g), device, dtype)[0] for g in self.grid])
         self.x = as_batch(x, device, dtype)
         with torch.no_grad():
             self.ref = tail(self.x)
@@ -114,10 +119,12 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
     dtype = sweep.dtype if sweep is not None else torch.float32
     search = _Search(x, tail, bank, grid, s, device, dtype, max_batch)
     c = search.levels.shape[1]
+    top = len(search.grid) - 1  # the coarsest level (SKIP with tool skip)
+    skip = top if search.grid[-1] == SKIP else None
     uniform = [np.full(c, k, np.int64) for k in range(len(grid))]
     cur, cost = search.best(uniform)
     history = [cost[0]]
-    if not s.uniform_only and len(grid) > 1:
+    if not s.uniform_only and len(grid) + (skip is not None) > 1:
         if sweep is None:
             raise InputError("rdo: per-channel search needs a sweep (ChannelSweep over the tail, distance kl)")
         k0 = int(cur[0])
@@ -129,12 +136,27 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
         cur, cost = min([(cur, cost), search.best(shaped)], key=lambda t: t[1][0])
         history.append(cost[0])
         groups = _groups(sens, s.groups)
+        if skip is not None:  # the channels whose fill value costs the task least, not coded
+            order = np.argsort(sweep(search.x, search.levels[skip : skip + 1]).numpy(), kind="stable")
+            ladder = sorted({max(1, (c * k) // 32) for k in range(1, 17)})
+            skipped = []
+            for n in ladder:
+                m = cur.copy()
+                m[order[:n]] = skip
+                skipped.append(m)
+            cur, cost = min([(cur, cost), search.best(skipped)], key=lambda t: t[1][0])
+            history.append(cost[0])
         for _ in range(s.rounds):
             moves = []
             for g in groups:
                 for d in (-1, 1):
                     m = cur.copy()
-                    m[g] = np.clip(m[g] + d, 0, len(grid) - 1)
+                    m[g] = np.clip(m[g] + d, 0, top)
+                    if not np.array_equal(m, cur):
+                        moves.append(m)
+                if skip is not None:
+                    m = cur.copy()
+                    m[g] = skip
                     if not np.array_equal(m, cur):
                         moves.append(m)
             if not moves:
@@ -153,10 +175,12 @@ SETTING_KEYS = tuple(k for k in RDO_OPTIONS if k != "lam")
 
 
 def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:
-    """RdoSettings of a configuration: its options (λ required) and whether it is rdo-uniform."""
+    """RdoSettings of a configuration: its options (λ required), whether it is rdo-uniform, and
+    the tools its name switches on ("rdo+skip": the search may also leave channels uncoded)."""
     if options.get("lam") is None:
         raise InputError("rdo needs λ: give --lambda, or let it be calibrated")
-    return RdoSettings(lam=float(options["lam"]), uniform_only=allocation == "rdo-uniform",
+    base, _, tools = allocation.partition("+")
+    return RdoSettings(lam=float(options["lam"]), uniform_only=base == "rdo-uniform", tools=tools,
                        **{k: options[k] for k in SETTING_KEYS if options.get(k) is not None}).checked()
 
 

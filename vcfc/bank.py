@@ -29,7 +29,7 @@ import numpy as np
 from vcfc.packing.layouts import pack, plan_streams, unpack
 from vcfc.packing.quantizers import dequantize
 
-from .coding import Quantized, build_container, quantize_features, resolve_qps, stream_jobs
+from .coding import SKIP, Quantized, build_container, fill_code, quantize_features, resolve_qps, stream_jobs
 from .errors import InputError
 from .features import from_arrays
 from .ffmpeg import children_stopped_on_interrupt
@@ -119,7 +119,8 @@ class FrameBank:
         needs: dict[int, list[Channel]] = {}
         for name, q in qps.items():
             for c, v in enumerate(q):
-                needs.setdefault(int(v), []).append((name, c))
+                if int(v) != SKIP:  # a skipped channel needs no picture
+                    needs.setdefault(int(v), []).append((name, c))
         return needs
 
     def assemble(self, qps: int | QPs | Sequence[int]) -> bytes:
@@ -142,9 +143,13 @@ class FrameBank:
         self.ensure(self._needs(qv))
         out = {}
         for name, q in qv.items():
-            stack = np.stack([self.codes[int(v)][name][c] for c, v in enumerate(q)])
-            out[name] = stack
+            out[name] = np.stack([self.skipped(name, c) if int(v) == SKIP else self.codes[int(v)][name][c]
+                                  for c, v in enumerate(q)])
         return out
+
+    def skipped(self, name: str, c: int) -> np.ndarray:
+        """Channel c of tensor ``name`` as the decoder restores it when skipped (its fill code)."""
+        return np.full(self.q.shapes[name][1:], fill_code(self.q.codes[name][c]), np.uint16)
 
     def reconstruct(self, qps: int | QPs | Sequence[int]) -> Any:
         """The features decoding assemble(qps) gives: same kind, dtype and shape as the input."""

@@ -25,6 +25,9 @@ from .version import __version__
 
 Shapes = dict[str, tuple[int, int, int]]
 Job = tuple[int, FramePlan]  # (QP, frames of one stream)
+# A channel's "QP" when it is not coded at all: the decoder fills it with one code, sent in the
+# header (`fill`): the rounded mean of its codes. Costs 0 pictures and a few header bytes.
+SKIP = -1
 
 
 @dataclass
@@ -97,10 +100,37 @@ def resolve_qps(shapes: Shapes, qp: int | None, channel_qps: Sequence[int] | Map
             raise InputError(f"tensor {name!r}: {q.size} QPs for {shapes[name][0]} channels")
         if not np.issubdtype(q.dtype, np.integer) and not np.all(np.equal(np.mod(q, 1), 0)):
             raise InputError(f"tensor {name!r}: QPs must be integers")
-        if q.min() < lo or q.max() > hi:
-            raise InputError(f"QP out of range for {spec.codec}: got {int(q.min())}..{int(q.max())}, allowed {lo}..{hi}")
+        coded = q[q != SKIP]
+        if coded.size and (coded.min() < lo or coded.max() > hi):
+            shown = f"{int(coded.min())}" if coded.min() == coded.max() else f"{int(coded.min())}..{int(coded.max())}"
+            raise InputError(f"QP out of range for {spec.codec}: got {shown}, allowed {lo}..{hi} "
+                             f"(or {SKIP}: the channel not coded)")
         qps[name] = q.astype(np.int64)
     return qps
+
+
+def fill_code(channel_codes: np.ndarray) -> int:
+    """The code a skipped channel is restored to: the rounded mean of its codes."""
+    return int(np.floor(float(channel_codes.mean(dtype=np.float64)) + 0.5))
+
+
+def fill_codes(q: Quantized, qps: Mapping[str, Sequence[int]]) -> dict[str, list[int]]:
+    """Per tensor, the fill code of each skipped channel (channel order); only tensors with some."""
+    out = {}
+    for name in q.shapes:
+        skipped = [c for c, v in enumerate(qps[name]) if int(v) == SKIP]
+        if skipped:
+            out[name] = [fill_code(q.codes[name][c]) for c in skipped]
+    return out
+
+
+def restore_skipped(codes: dict[str, np.ndarray], qps: Mapping[str, Sequence[int]],
+                    fill: Mapping[str, Sequence[int]]) -> None:
+    """Set each skipped channel of ``codes`` (C×H×W per tensor, in place) to its fill code."""
+    for name, values in fill.items():
+        skipped = [c for c, v in enumerate(qps[name]) if int(v) == SKIP]
+        for c, v in zip(skipped, values):
+            codes[name][c] = v
 
 
 def qp_groups(shapes: Shapes, order: Mapping[str, Sequence[int]], qps: Mapping[str, Sequence[int]]
@@ -109,7 +139,8 @@ def qp_groups(shapes: Shapes, order: Mapping[str, Sequence[int]], qps: Mapping[s
     groups: dict[int, list[tuple[str, int]]] = {}
     for name in shapes:
         for c in order[name]:
-            groups.setdefault(int(qps[name][c]), []).append((name, int(c)))
+            if int(qps[name][c]) != SKIP:  # not coded: no picture
+                groups.setdefault(int(qps[name][c]), []).append((name, int(c)))
     return sorted(groups.items())
 
 
@@ -134,6 +165,9 @@ def build_container(q: Quantized, spec: CodingSpec, align: int, qps: Mapping[str
         "qps": {name: [int(v) for v in v_] for name, v_ in qps.items()},
         "streams": [{"qp": qp, "frames": p.n_frames, "height": p.height, "width": p.width} for qp, p in jobs],
     }
+    fill = fill_codes(q, qps)
+    if fill:
+        header["fill"] = fill
     if spec.reorder != "none":
         header["order"] = {name: [int(v) for v in perm] for name, perm in q.order.items()}
     if input_size is not None:

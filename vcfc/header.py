@@ -11,6 +11,7 @@ from vcfc.packing.layouts import LAYOUTS
 from vcfc.packing.quantizers import QUANTIZERS, QuantParams
 
 from .codecs import CODECS
+from .coding import SKIP
 from .container import MAX_ELEMENTS, Container
 from .errors import FormatError
 from .features import TensorMeta
@@ -40,6 +41,7 @@ class ParsedHeader:
     input_hw: tuple[int, int] | None
     writer_version: str
     image: dict[str, Any] | None = None  # layout image: the picture's order and colour conversion
+    fill: dict[str, list[int]] | None = None  # skipped channels' codes (QP SKIP), per tensor
 
 
 def parse_header(c: Container) -> ParsedHeader:
@@ -78,9 +80,10 @@ def parse_header(c: Container) -> ParsedHeader:
     qps: dict[str, list[int]] = {}
     for t in tensors:
         q = qps_raw.get(t.meta.name)
-        if not (isinstance(q, list) and len(q) == t.chw[0] and all(_is_int(v) and lo <= v <= hi for v in q)):
+        if not (isinstance(q, list) and len(q) == t.chw[0] and all(_is_int(v) and (lo <= v <= hi or v == SKIP) for v in q)):
             raise FormatError(f"bad per-channel QP list for {t.meta.name!r}")
         qps[t.meta.name] = q
+    fill = _fill(h, qps, bits)
 
     order = None
     if "order" in h:
@@ -120,7 +123,26 @@ def parse_header(c: Container) -> ParsedHeader:
         order=order,
         input_hw=input_hw,
         writer_version=str(h.get("vcfc", "?")),
+        fill=fill,
     )
+
+
+def _fill(h: dict, qps: dict[str, list[int]], bits: int) -> dict[str, list[int]] | None:
+    """The fill codes of skipped channels: exactly one per skipped channel, within the bit depth."""
+    skipped = {name: sum(v == SKIP for v in q) for name, q in qps.items()}
+    if not any(skipped.values()):
+        if "fill" in h:
+            raise FormatError("fill codes but no skipped channel")
+        return None
+    raw = _get(h, "fill", dict)
+    if set(raw) != {n for n, k in skipped.items() if k}:
+        raise FormatError("fill codes do not match the skipped channels")
+    limit = (1 << bits) - 1
+    for name, values in raw.items():
+        if not (isinstance(values, list) and len(values) == skipped[name]
+                and all(_is_int(v) and 0 <= v <= limit for v in values)):
+            raise FormatError(f"bad fill codes for {name!r}")
+    return raw
 
 
 def _parse_picture(h: dict, c: Container, codec: str, bits: int) -> ParsedHeader:

@@ -296,6 +296,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if rows and spec is not None:
         summary["mean_qp"] = float(np.mean([r["mean_qp"] for r in rows]))
         summary["distinct_qp_vectors"] = len({r["qp_vector"] or f"uniform:{r['mean_qp']}" for r in rows})
+        # rdo's tools: how many channels each image left uncoded (image id -> count)
+        summary["skipped_channels"] = {r["image_id"]: int(r.get("skipped", 0)) for r in rows}
+        summary["skipped_per_image"] = float(np.mean(list(summary["skipped_channels"].values())))
     if lam is not None and method.needs_lambda:
         summary["lambda"] = lam
         summary["calibration_images"] = first  # held out: set λ, not scored

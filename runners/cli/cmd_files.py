@@ -11,6 +11,7 @@ from typing import Any
 
 import vcfc
 from vcfc.codecs import CODECS
+from vcfc.coding import SKIP
 from vcfc.errors import CodecError, FormatError, InputError
 from vcfc.ffmpeg import capabilities, find_ffmpeg
 from vcfc.io import (
@@ -176,7 +177,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"codec       {info['codec']} (preset {info['preset']}), {info['bits']}-bit, quant {info['quant']}, layout {info['layout']}")
     for name, shape in info["shapes"].items():
         print(f"tensor      {name}: {'×'.join(map(str, shape))} {info['dtypes'][name]}")
-    print(f"QPs         {qps[0]}" if len(qps) == 1 else f"QPs         {len(qps)} distinct, {qps[0]}..{qps[-1]}")
+    coded = [q for q in qps if q != SKIP]
+    print("QPs         none (every channel skipped)" if not coded else f"QPs         {coded[0]}" if len(coded) == 1
+          else f"QPs         {len(coded)} distinct, {coded[0]}..{coded[-1]}")
+    skipped = sum(info["skipped"].values())
+    if skipped:
+        total = sum(len(v) for v in info["channel_qps"].values())
+        print(f"skipped     {skipped} of {total} channels not coded (filled with their mean code)")
     print(f"streams     {len(info['streams'])}")
     print(f"bytes       {info['bytes']} ({info['side_info_bytes']} side info, {info['payload_bytes']} payload)")
     print(f"rate        {info['bpfe']:.4f} bits/element, {info['ratio_to_float32']:.1f}× smaller than float32")
