@@ -205,6 +205,9 @@ ALLOCATORS: Registry[Allocator] = Registry("allocation", [(a.name, a) for a in (
     Allocator("rdo+skip", "image", "rdo whose search may also leave a channel uncoded (the decoder fills it with "
               "its mean code): judged by the same KL + λ·bits",
               fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True, per_channel=True),
+    Allocator("rdo-fast", "image", "rdo at a bounded cost (≈ 2 uniform encodes): codes only the QPs its search can use "
+              "(base for all, base+step for the least sensitive half, base−step for the most sensitive quarter), with skip",
+              fn="vcfc.sensitivity.rdo_fast:allocate_job", options=RDO_OPTIONS, needs_lambda=True, per_channel=True),
     Allocator("rdo-uniform", "image", "the same search over uniform QPs only: one QP per image, chosen by D + λ·R",
               fn="vcfc.sensitivity.rdo:allocate_job", options=RDO_OPTIONS, needs_lambda=True),
 )])

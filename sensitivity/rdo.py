@@ -66,13 +66,28 @@ class _Search:
     skip); costs cached by index vector."""
 
     def __init__(self, x: Tensor, tail: Callable[[Tensor], Tensor], bank: FrameBank, grid: list[int],
-                 settings: RdoSettings, device: torch.device, dtype: torch.dtype, max_batch: int) -> None:
+                 settings: RdoSettings, device: torch.device, dtype: torch.dtype, max_batch: int,
+                 coded: dict[int, np.ndarray] | None = None) -> None:
+        """coded: per grid QP the channels coded at it (a lazy search); None: every channel at every QP."""
         self.tail, self.bank, self.s = tail, bank, settings
         self.grid = grid + ([SKIP] if "skip" in settings.tool_set and not settings.uniform_only else [])
         self.max_batch = max_batch
-        bank.ensure({g: None for g in grid})
-        # (K, C, H, W): every channel reconstructed at every level, for gathering candidates
-        self.levels = torch.stack([as_batch(bank.reconstruct(g), device, dtype)[0] for g in self.grid])
+        c = bank.q.channels
+        # (K, C): which channel may take which level; (K, C, H, W): the channels as decoded there
+        self.available = np.ones((len(self.grid), c), bool)
+        if coded is None:
+            bank.ensure({g: None for g in grid})
+            vectors = list(self.grid)
+        else:
+            names = [n for n in bank.q.shapes]
+            bank.ensure({g: [(names[0], int(ch)) for ch in chans] for g, chans in coded.items()})
+            fallback = next(g for g, chans in coded.items() if len(chans) == c)  # a QP every channel has
+            vectors = []
+            for k, g in enumerate(self.grid):
+                if g != SKIP:
+                    self.available[k] = np.isin(np.arange(c), coded.get(g, []))
+                vectors.append(g if g == SKIP else np.where(self.available[k], g, fallback).tolist())
+        self.levels = torch.stack([as_batch(bank.reconstruct(v), device, dtype)[0] for v in vectors])
         self.x = as_batch(x, device, dtype)
         with torch.no_grad():
             self.ref = tail(self.x)
@@ -82,6 +97,11 @@ class _Search:
 
     def qps(self, idx: np.ndarray) -> np.ndarray:
         return np.asarray(self.grid)[idx]
+
+    def allowed(self, cand: np.ndarray, cur: np.ndarray) -> np.ndarray:
+        """``cand`` with every channel whose level is not coded put back to ``cur``'s."""
+        ok = self.available[cand, np.arange(cand.size)]
+        return np.where(ok, cand, cur)
 
     def costs(self, cands: list[np.ndarray]) -> list[tuple[float, float, float]]:
         """(cost, distortion, bpfe) per candidate index vector."""
@@ -119,54 +139,71 @@ def rdo_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: in
     dtype = sweep.dtype if sweep is not None else torch.float32
     search = _Search(x, tail, bank, grid, s, device, dtype, max_batch)
     c = search.levels.shape[1]
-    top = len(search.grid) - 1  # the coarsest level (SKIP with tool skip)
-    skip = top if search.grid[-1] == SKIP else None
     uniform = [np.full(c, k, np.int64) for k in range(len(grid))]
     cur, cost = search.best(uniform)
     history = [cost[0]]
-    if not s.uniform_only and len(grid) + (skip is not None) > 1:
+    if not s.uniform_only and len(search.grid) > 1:
         if sweep is None:
             raise InputError("rdo: per-channel search needs a sweep (ChannelSweep over the tail, distance kl)")
         k0 = int(cur[0])
-        noisy = search.levels[k0 : k0 + 1]
-        sens = normalize(sweep(search.x, noisy).numpy())
-        # the linear rule's shape on this image's own sensitivities, in whole grid steps
-        shaped = [np.clip(k0 - np.floor(r * sens + 0.5).astype(np.int64), 0, len(grid) - 1) for r in (1, 2, 3)]
-        shaped += [np.clip(v + 1, 0, len(grid) - 1) for v in shaped]
-        cur, cost = min([(cur, cost), search.best(shaped)], key=lambda t: t[1][0])
-        history.append(cost[0])
-        groups = _groups(sens, s.groups)
-        if skip is not None:  # the channels whose fill value costs the task least, not coded
-            order = np.argsort(sweep(search.x, search.levels[skip : skip + 1]).numpy(), kind="stable")
-            ladder = sorted({max(1, (c * k) // 32) for k in range(1, 17)})
-            skipped = []
-            for n in ladder:
-                m = cur.copy()
-                m[order[:n]] = skip
-                skipped.append(m)
-            cur, cost = min([(cur, cost), search.best(skipped)], key=lambda t: t[1][0])
-            history.append(cost[0])
-        for _ in range(s.rounds):
-            moves = []
-            for g in groups:
-                for d in (-1, 1):
-                    m = cur.copy()
-                    m[g] = np.clip(m[g] + d, 0, top)
-                    if not np.array_equal(m, cur):
-                        moves.append(m)
-                if skip is not None:
-                    m = cur.copy()
-                    m[g] = skip
-                    if not np.array_equal(m, cur):
-                        moves.append(m)
-            if not moves:
-                break
-            cand, ccost = search.best(moves)
-            if ccost[0] >= cost[0] - 1e-12:
-                break
-            cur, cost = cand, ccost
-            history.append(cost[0])
+        sens = normalize(sweep(search.x, search.levels[k0 : k0 + 1]).numpy())
+        cur, cost = refine(search, cur, cost, k0, sens, sweep, history)
     return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
+
+
+Cost = tuple[float, float, float]
+
+
+def refine(search: _Search, cur: np.ndarray, cost: Cost, k0: int, sens: np.ndarray, sweep: ChannelSweep,
+           history: list[float]) -> tuple[np.ndarray, Cost]:
+    """The per-channel stages from the uniform candidate at level k0 (sens: this image's
+    normalised one-channel sensitivities to that level's noise): the linear rule's shape, the
+    skip ladder, then greedy group moves; only levels a channel has been coded at are taken."""
+    s, c = search.s, cur.size
+    n_qps = len(search.grid) - (search.grid[-1] == SKIP)
+    top = len(search.grid) - 1  # the coarsest level (SKIP with tool skip)
+    skip = top if search.grid[-1] == SKIP else None
+
+    def step(cands: list[np.ndarray], cur: np.ndarray, cost: Cost) -> tuple[np.ndarray, Cost]:
+        cands = [m for m in (search.allowed(m, cur) for m in cands) if not np.array_equal(m, cur)]
+        if cands:
+            cand, ccost = search.best(cands)
+            if ccost[0] < cost[0] - 1e-12:
+                cur, cost = cand, ccost
+        history.append(cost[0])
+        return cur, cost
+
+    # the linear rule's shape on this image's own sensitivities, in whole grid steps
+    shaped = [np.clip(k0 - np.floor(r * sens + 0.5).astype(np.int64), 0, n_qps - 1) for r in (1, 2, 3)]
+    shaped += [np.clip(v + 1, 0, n_qps - 1) for v in shaped]
+    cur, cost = step(shaped, cur, cost)
+    if skip is not None:  # the channels whose fill value costs the task least, not coded
+        order = np.argsort(sweep(search.x, search.levels[skip : skip + 1]).numpy(), kind="stable")
+        ladder = sorted({max(1, (c * k) // 32) for k in range(1, 17)})
+        skipped = []
+        for n in ladder:
+            m = cur.copy()
+            m[order[:n]] = skip
+            skipped.append(m)
+        cur, cost = step(skipped, cur, cost)
+    groups = _groups(sens, s.groups)
+    for _ in range(s.rounds):
+        moves = []
+        for g in groups:
+            for d in (-1, 1):
+                m = cur.copy()
+                m[g] = np.clip(m[g] + d, 0, top)
+                moves.append(m)
+            if skip is not None:
+                m = cur.copy()
+                m[g] = skip
+                moves.append(m)
+        before = cost[0]
+        cur, cost = step(moves, cur, cost)
+        if cost[0] >= before:
+            history.pop()
+            break
+    return cur, cost
 
 
 SWEEP_DISTANCE = "kl"  # the per-channel stages group channels by what they do to rdo's own objective
@@ -180,6 +217,8 @@ def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:
     if options.get("lam") is None:
         raise InputError("rdo needs λ: give --lambda, or let it be calibrated")
     base, _, tools = allocation.partition("+")
+    if base == "rdo-fast":  # skipping costs no coding: always on in the cost-bounded search
+        tools = "+".join(sorted({"skip", *filter(None, tools.split("+"))}))
     return RdoSettings(lam=float(options["lam"]), uniform_only=base == "rdo-uniform", tools=tools,
                        **{k: options[k] for k in SETTING_KEYS if options.get(k) is not None}).checked()
 

@@ -116,3 +116,24 @@ def test_rdo_with_skip_leaves_out_the_channels_the_task_ignores():
     assert RdoSettings(lam=1.0, tools="skip").checked().tool_set == {"skip"}
     with pytest.raises(vcfc.errors.InputError, match="unknown rdo tool 'halve'"):
         RdoSettings(lam=1.0, tools="halve").checked()
+
+
+def test_rdo_fast_codes_a_bounded_share_of_pictures_and_still_finds_the_ignored_channels():
+    from vcfc.sensitivity.rdo_fast import coded_sets, rdo_fast_qps
+
+    c = 16
+    x = torch.rand(c, 16, 16) * torch.linspace(1, 3, c)[:, None, None]
+    tail = HalfBlind(c).eval()
+    sweep = ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+    bank = FrameBank(x, SPEC)
+    fast = rdo_fast_qps(x, tail=tail, bank=bank, qp=32, settings=settings_for("rdo-fast", {"lam": 1e-3}), sweep=sweep)
+    assert bank.encoded_pictures == c + c // 2 + c // 4  # base for all, +step for half, −step for a quarter
+    assert set(np.flatnonzero(fast.qps == SKIP)) == set(range(c // 2, c))
+    coded = fast.qps[fast.qps != SKIP]
+    assert set(coded.tolist()) <= {29, 32, 35}
+    assert fast.bpfe == pytest.approx(8 * bank.size(fast.qps.tolist()) / x.numel())
+    full = rdo_qps(x, tail=tail, bank=FrameBank(x, SPEC), qp=32, settings=settings_for("rdo", {"lam": 1e-3}), sweep=sweep)
+    assert fast.cost < full.cost  # skipping beats every QP vector here
+    sets = coded_sets(np.arange(8.0), 32, 3, (0, 51))
+    assert sets[35].tolist() == [0, 1, 2, 3] and sets[29].tolist() == [6, 7] and sets[32].tolist() == list(range(8))
+    assert set(coded_sets(np.arange(8.0), 50, 3, (0, 51))) == {50, 47}  # no QP past the codec's range

@@ -1,0 +1,73 @@
+"""rdo-fast: rdo's closed-loop search at a bounded codec cost (about two uniform encodes per image).
+
+rdo codes every channel at every grid QP (five encodes at span 6, step 3) before it judges any
+candidate. rdo-fast codes only what its search can use:
+  1. every channel at the base QP: the uniform encode itself;
+  2. this image's one-channel KL sensitivities to that noise (one batched tail pass, no coding);
+  3. the least sensitive half of the channels at base + step, the most sensitive quarter at
+     base − step: 3/4 of an encode's pictures;
+  4. the same stages as rdo (the linear rule's shape, the skip ladder, greedy group moves), each
+     channel taking only the levels it was coded at, plus skip (no coding at all).
+Every candidate is still judged by KL(out_ref‖out) + λ·bits of the real file; λ is rdo's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vcfc.bank import FrameBank
+from vcfc.errors import InputError
+
+from .allocation import ImageJob, normalize
+from .channel_sweep import ChannelSweep, as_batch
+from .options import RdoSettings
+from .rdo import SWEEP_DISTANCE, RdoResult, _Search, refine, settings_for
+
+COARSE_SHARE = 1 / 2  # of the channels, the least sensitive: also coded at base + step
+FINE_SHARE = 1 / 4    # the most sensitive: also coded at base − step
+
+
+def coded_sets(sens: np.ndarray, qp: int, step: int, limits: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Which channels rdo-fast codes at which QP: all at ``qp``, the least sensitive half at
+    qp + step and the most sensitive quarter at qp − step (where the codec's range allows)."""
+    c = sens.size
+    order = np.argsort(sens, kind="stable")  # least sensitive first
+    out = {qp: np.arange(c)}
+    n_coarse, n_fine = int(round(c * COARSE_SHARE)), int(round(c * FINE_SHARE))
+    if qp + step <= limits[1] and n_coarse:
+        out[qp + step] = np.sort(order[:n_coarse])
+    if qp - step >= limits[0] and n_fine:
+        out[qp - step] = np.sort(order[c - n_fine:])
+    return out
+
+
+def rdo_fast_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: int, settings: RdoSettings,
+                 sweep: ChannelSweep, max_batch: int = 32) -> RdoResult:
+    """The QP vector (SKIP for channels left out) of one image (C×H×W): see the module docstring."""
+    s = settings.checked()
+    if not bank.q.single:
+        raise InputError("rdo-fast takes one feature tensor (not a dict of tensors)")
+    bank.ensure({qp: None})  # the uniform encode
+    base = as_batch(bank.reconstruct(qp), sweep.device, sweep.dtype)
+    with torch.no_grad():
+        sens = normalize(sweep(as_batch(x, sweep.device, sweep.dtype), base).numpy())
+    coded = coded_sets(sens, qp, s.step, bank.spec.qp_limits)
+    search = _Search(x, tail, bank, sorted(coded), s, sweep.device, sweep.dtype, max_batch, coded=coded)
+    k0 = search.grid.index(qp)
+    cur = np.full(sens.size, k0, np.int64)
+    cost = search.costs([cur])[0]
+    history = [cost[0]]
+    cur, cost = refine(search, cur, cost, k0, sens, sweep, history)
+    return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
+
+
+def allocate_job(job: ImageJob) -> np.ndarray:
+    """The `rdo-fast` allocator of a run (registered in vcfc.sensitivity.allocation)."""
+    settings = settings_for(job.allocation, job.options)
+    return rdo_fast_qps(job.features, tail=job.tail, bank=job.bank, qp=job.qp, settings=settings,
+                        sweep=job.sweep(SWEEP_DISTANCE)).qps
