@@ -33,7 +33,14 @@ from vcfc.io import bundled
 
 SHARED = Path(os.environ.get("VCFC_SHARED", REPO.parent / "shared"))
 
-CASES = [("squeezenet1_1", "fire3", "DEFAULT"), ("mobilenet_v2", "block3", "IMAGENET1K_V1")]
+CASES = [("squeezenet1_1", "fire3", "DEFAULT"), ("squeezenet1_1", "pool3", "DEFAULT"),
+         ("mobilenet_v2", "block3", "IMAGENET1K_V1")]
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time and its finished children's (the encoders and decoders ffmpeg ran)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def torch_home() -> None:
@@ -57,6 +64,8 @@ def main() -> int:
     ap.add_argument("--qp", type=int, default=32)
     ap.add_argument("--qp-range", type=int, default=5)
     ap.add_argument("--parallel", type=int, default=0, help="also time this many images at once")
+    ap.add_argument("--cases", default=",".join(f"{m}:{layer}" for m, layer, _ in CASES),
+                    help="model:layer,… (default: all three)")
     ap.add_argument("--out", default=str(REPO / "bench-out" / "perimage.json"))
     args = ap.parse_args()
     torch_home()
@@ -71,13 +80,15 @@ def main() -> int:
     from vcfc.sensitivity.distances import get_distance
     from vcfc.sensitivity.options import RdoSettings, SweepOptions
     from vcfc.sensitivity.perimage import perimage_qps
-    from vcfc.sensitivity.rdo import rdo_qps
+    from vcfc.sensitivity.rdo import rdo_qps, settings_for
+    from vcfc.sensitivity.rdo_fast import rdo_fast_qps
     from vcfc.spec import CodingSpec
 
     dev = resolve_device(args.device)
     spec = CodingSpec("x265", preset="fast", layout="frames").checked()
     results = []
-    for model, layer, weights in CASES:
+    wanted = {tuple(c.split(":")) for c in args.cases.split(",")}
+    for model, layer, weights in [c for c in CASES if c[:2] in wanted]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
@@ -111,36 +122,39 @@ def main() -> int:
                 return bank
             return run
 
-        def rdo(uniform_only):
+        def rdo(allocation):
+            search = rdo_fast_qps if allocation == "rdo-fast" else rdo_qps
+
             def run(f):
                 bank = FrameBank(f.cpu(), spec, threads=1)
                 with torch.no_grad():
-                    r = rdo_qps(f, tail=sp.tail_module, bank=bank, qp=args.qp,
-                                settings=RdoSettings(lam=lam, uniform_only=uniform_only), sweep=kl_sweep)
+                    r = search(f, tail=sp.tail_module, bank=bank, qp=args.qp,
+                               settings=settings_for(allocation, {"lam": lam}), sweep=kl_sweep)
                 vcfc.decode(bank.assemble([int(v) for v in r.qps]))
                 return bank
             return run
 
         methods = {"uniform": uniform, "perimage (exact)": perimage("exact"), "perimage (taylor)": perimage("taylor"),
-                   "rdo-uniform": rdo(True), "rdo": rdo(False)}
+                   **{m: rdo(m) for m in ("rdo-uniform", "rdo", "rdo+skip", "rdo-fast")}}
         for f in feats[:1]:  # warm-up: kernels, ffmpeg's first start, chunk tuning
             for fn in methods.values():
                 fn(f)
         row = {"model": model, "layer": layer, "weights": weights, "device": str(dev), "images": len(feats),
                "qp": args.qp, "lambda": lam, "methods": {}}
         for name, fn in methods.items():
-            times, encodes, pictures, codec_s = [], [], [], []
+            times, cpu, encodes, pictures, codec_s = [], [], [], [], []
             for f in feats:
                 sync()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), cpu_seconds()
                 bank = fn(f)
                 sync()
                 times.append(time.perf_counter() - t)
+                cpu.append(cpu_seconds() - c)
                 if bank is not None:
                     encodes.append(bank.encodes)
                     pictures.append(bank.encoded_pictures)
                     codec_s.append(bank.encode_s)
-            m = {"s_per_image": sum(times) / len(times),
+            m = {"s_per_image": sum(times) / len(times), "cpu_s_per_image": sum(cpu) / len(cpu),
                  "encodes_per_image": sum(encodes) / len(encodes) if encodes else 1.0,
                  "pictures_per_image": sum(pictures) / len(pictures) if pictures else float(feats[0].shape[0]),
                  "codec_s_per_image": sum(codec_s) / len(codec_s) if codec_s else None}
@@ -153,16 +167,18 @@ def main() -> int:
         base = row["methods"]["uniform"]
         for m in row["methods"].values():
             m["ratio_to_uniform"] = m["s_per_image"] / base["s_per_image"]
+            m["cpu_ratio_to_uniform"] = m["cpu_s_per_image"] / base["cpu_s_per_image"]
             if "parallel_s_per_image" in m:
                 m["parallel_ratio_to_uniform"] = m["parallel_s_per_image"] / base["parallel_s_per_image"]
         results.append(row)
         print(f"\n{model} {layer} ({weights}), {len(feats)} images, QP {args.qp}, device {dev}, λ {lam:.3g}")
-        print(f"{'method':<20}{'s/image':>9}{'× uniform':>11}{'encodes':>9}{'pictures':>10}{'codec s':>9}"
+        print(f"{'method':<20}{'s/image':>9}{'× uniform':>11}{'CPU s':>8}{'CPU ×':>7}{'encodes':>9}{'pictures':>10}{'codec s':>9}"
               + (f"{'parallel ×':>12}" if args.parallel > 1 else ""))
         for name, m in row["methods"].items():
             codec = f"{m['codec_s_per_image']:.3f}" if m["codec_s_per_image"] is not None else "—"
             par = f"{m['parallel_ratio_to_uniform']:>12.2f}" if "parallel_ratio_to_uniform" in m else ""
-            print(f"{name:<20}{m['s_per_image']:>9.3f}{m['ratio_to_uniform']:>11.2f}{m['encodes_per_image']:>9.1f}"
+            print(f"{name:<20}{m['s_per_image']:>9.3f}{m['ratio_to_uniform']:>11.2f}{m['cpu_s_per_image']:>8.2f}"
+                  f"{m['cpu_ratio_to_uniform']:>7.2f}{m['encodes_per_image']:>9.1f}"
                   f"{m['pictures_per_image']:>10.0f}{codec:>9}{par}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cases": results, "args": vars(args), "cpus": os.cpu_count()}, indent=1))
