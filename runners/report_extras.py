@@ -51,8 +51,11 @@ def _per_image_maps(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
     ok = rows[rows["status"].eq("ok")] if "status" in rows else rows
     if "layout" in ok:  # a picture (the coded network input) has one QP: no map to show
         ok = ok[ok["layout"].astype(str) != "image"]
-    for method, alloc in ALLOCATORS.items():
+    layers = sorted(ok["layer"].astype(str).unique()) if "layer" in ok else [None]
+    for (layer, (method, alloc)) in ((lay, item) for lay in layers for item in ALLOCATORS.items()):
         sel = ok[ok["allocation"].eq(method)]
+        if layer is not None:  # one map per layer: its channels are not another layer's
+            sel = sel[sel["layer"].astype(str).eq(layer)]
         if alloc.source != "image" or sel.empty:
             continue
         qps = sorted(sel["qp"].unique())
@@ -64,7 +67,8 @@ def _per_image_maps(rows: pd.DataFrame) -> dict[str, dict[str, Any]]:
         if vec is None:  # this image got one QP for every channel
             vec = [int(round(float(first["mean_qp"])))] * int(first["channels"])
         distinct = at["qp_vector"].replace("", np.nan).fillna(at["mean_qp"].astype(str)).nunique()
-        out[f"{method} (image {first['image_id']})"] = {
+        where = f"{layer}, " if len(layers) > 1 else ""
+        out[f"{method} ({where}image {first['image_id']})"] = {
             "qps": vec, "base_qp": int(qp), "method": method,
             "note": f"per image: each image gets its own QPs; this is image {first['image_id']}'s at base QP {qp} "
                     f"({distinct} different QP vectors over {len(at)} images)"}
