@@ -72,7 +72,7 @@ class _Search:
         self.tail, self.bank, self.s = tail, bank, settings
         self.grid = grid + ([SKIP] if "skip" in settings.tool_set and not settings.uniform_only else [])
         self.max_batch = max_batch
-        c = bank.q.channels
+        c = sum(s[0] for s in bank.q.shapes.values())
         # (K, C): which channel may take which level; (K, C, H, W): the channels as decoded there
         self.available = np.ones((len(self.grid), c), bool)
         if coded is None:

@@ -30,11 +30,10 @@ GROUPS = {  # examples that build on each other's outputs run in order, in one t
     "experiment": ("run", "report"),
     "eval": ("eval",),
     "files": ("extract", "models", "doctor"),
-    "splits": ("splits",),
 }
-# a vcfc splits example costs ~1 min here even on 9 images (λ on 8, every cut × method × QP): the
-# first runs; the others (another model, other data and flags) are only parsed, to keep CI short
-RUN_ONLY_FIRST = ("splits",)
+# vcfc splits examples are only parsed here (tests/test_help_examples.py): one costs about a minute
+# even on 9 images (λ on 8, every cut × method × QP), and tests/test_splits.py already runs the
+# command end to end on real weights
 EXPECTED_FAILURES = {  # (command words) -> what the one-line refusal must say; exit 2, nothing run
     "--scheduler tcp://head:8786": "scheduler",  # a placeholder host: the check refuses it quickly
     **({} if Path("/usr/local/bin/ffmpeg").is_file() else {"--ffmpeg /usr/local/bin/ffmpeg": "does not exist"}),
@@ -48,7 +47,7 @@ def sandbox(tmp_path, shared, torch_home, monkeypatch) -> Path:
     inet = data / "imagenet-sample"
     inet.mkdir(parents=True)
     shutil.copy(src / "imagenet-sample" / "classes.tsv", inet)
-    for f in sorted((src / "imagenet-sample").glob("*.JPEG"))[:9]:  # splits: 8 set λ, 1 evaluated
+    for f in sorted((src / "imagenet-sample").glob("*.JPEG"))[:9]:
         shutil.copy(f, inet)
     kodak = data / "kodak"
     kodak.mkdir()
@@ -95,7 +94,7 @@ def _group(name: str) -> list[list[str]]:
     for command, argv in examples():
         if command in GROUPS[name] and argv not in out:
             out.append(argv)
-    return out[:1] if name in RUN_ONLY_FIRST else out
+    return out
 
 
 def _skip_reason(argv: list[str]) -> str | None:
