@@ -137,3 +137,14 @@ def test_rdo_fast_codes_a_bounded_share_of_pictures_and_still_finds_the_ignored_
     sets = coded_sets(np.arange(8.0), 32, 3, (0, 51))
     assert sets[35].tolist() == [0, 1, 2, 3] and sets[29].tolist() == [6, 7] and sets[32].tolist() == list(range(8))
     assert set(coded_sets(np.arange(8.0), 50, 3, (0, 51))) == {50, 47}  # no QP past the codec's range
+
+
+def test_rdo_with_skip_is_the_same_whatever_the_number_of_encoder_workers():
+    c = 12
+    x = torch.rand(c, 16, 16) * torch.linspace(1, 3, c)[:, None, None]
+    tail = HalfBlind(c).eval()
+    sweep = ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+    runs = [rdo_qps(x, tail=tail, bank=FrameBank(x, SPEC, workers=w), qp=32,
+                    settings=settings_for("rdo+skip", {"lam": 1e-3}), sweep=sweep) for w in (1, 3)]
+    np.testing.assert_array_equal(runs[0].qps, runs[1].qps)
+    assert runs[0].cost == runs[1].cost and runs[0].bpfe == runs[1].bpfe
