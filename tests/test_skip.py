@@ -100,11 +100,17 @@ class HalfBlind(nn.Module):
         return self.fc(x.amax((2, 3)))  # a channel's mean alone does not keep its maximum
 
 
-def test_rdo_with_skip_leaves_out_the_channels_the_task_ignores():
-    c = 16
+def half_blind_case(c: int):
+    """Features of c channels, a tail that reads only the first half, and its KL sweep."""
+    torch.manual_seed(1)
     x = torch.rand(c, 16, 16) * torch.linspace(1, 3, c)[:, None, None]
     tail = HalfBlind(c).eval()
-    sweep = ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+    return x, tail, ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+
+
+def test_rdo_with_skip_leaves_out_the_channels_the_task_ignores():
+    c = 16
+    x, tail, sweep = half_blind_case(c)
     bank = FrameBank(x, SPEC)
     plain = rdo_qps(x, tail=tail, bank=bank, qp=32, settings=settings_for("rdo", {"lam": 1e-3}), sweep=sweep)
     skip = rdo_qps(x, tail=tail, bank=bank, qp=32, settings=settings_for("rdo+skip", {"lam": 1e-3}), sweep=sweep)
@@ -122,9 +128,7 @@ def test_rdo_fast_codes_a_bounded_share_of_pictures_and_still_finds_the_ignored_
     from vcfc.sensitivity.rdo_fast import coded_sets, rdo_fast_qps
 
     c = 16
-    x = torch.rand(c, 16, 16) * torch.linspace(1, 3, c)[:, None, None]
-    tail = HalfBlind(c).eval()
-    sweep = ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+    x, tail, sweep = half_blind_case(c)
     bank = FrameBank(x, SPEC)
     fast = rdo_fast_qps(x, tail=tail, bank=bank, qp=32, settings=settings_for("rdo-fast", {"lam": 1e-3}), sweep=sweep)
     assert bank.encoded_pictures == c + c // 2 + c // 4  # base for all, +step for half, −step for a quarter
@@ -141,9 +145,7 @@ def test_rdo_fast_codes_a_bounded_share_of_pictures_and_still_finds_the_ignored_
 
 def test_rdo_with_skip_is_the_same_whatever_the_number_of_encoder_workers():
     c = 12
-    x = torch.rand(c, 16, 16) * torch.linspace(1, 3, c)[:, None, None]
-    tail = HalfBlind(c).eval()
-    sweep = ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+    x, tail, sweep = half_blind_case(c)
     runs = [rdo_qps(x, tail=tail, bank=FrameBank(x, SPEC, workers=w), qp=32,
                     settings=settings_for("rdo+skip", {"lam": 1e-3}), sweep=sweep) for w in (1, 3)]
     np.testing.assert_array_equal(runs[0].qps, runs[1].qps)
