@@ -16,7 +16,7 @@ from vcfc.packing.layouts import pack, unpack
 from vcfc.packing.quantizers import dequantize
 
 from . import container
-from .coding import SKIP, build_container, quantize_features, resolve_qps, restore_skipped, stream_jobs
+from .coding import build_container, quantize_features, resolve_qps, restore_skipped, skipped_channels, stream_jobs
 from .errors import CodecError, EncoderMissingError, FormatError
 from .features import from_arrays
 from .ffmpeg import children_stopped_on_interrupt
@@ -160,7 +160,7 @@ def inspect(data: bytes) -> dict[str, Any]:
         "shapes": {t.meta.name: t.meta.shape for t in parsed.tensors},
         "dtypes": {t.meta.name: t.meta.dtype for t in parsed.tensors},
         "channel_qps": parsed.qps,
-        "skipped": {name: sum(v == SKIP for v in q) for name, q in parsed.qps.items()},
+        "skipped": {name: len(skipped_channels(q)) for name, q in parsed.qps.items()},
         "streams": [dict(s, bytes=len(p)) for s, p in zip(parsed.streams, c.payloads)],
         "reordered": parsed.order is not None,
         "vcfc_version": parsed.writer_version,

@@ -109,6 +109,11 @@ def resolve_qps(shapes: Shapes, qp: int | None, channel_qps: Sequence[int] | Map
     return qps
 
 
+def skipped_channels(qps: Sequence[int]) -> list[int]:
+    """The channels of one tensor's QP list that are not coded (QP SKIP)."""
+    return [c for c, v in enumerate(qps) if int(v) == SKIP]
+
+
 def fill_code(channel_codes: np.ndarray) -> int:
     """The code a skipped channel is restored to: the rounded mean of its codes."""
     return int(np.floor(float(channel_codes.mean(dtype=np.float64)) + 0.5))
@@ -118,7 +123,7 @@ def fill_codes(q: Quantized, qps: Mapping[str, Sequence[int]]) -> dict[str, list
     """Per tensor, the fill code of each skipped channel (channel order); only tensors with some."""
     out = {}
     for name in q.shapes:
-        skipped = [c for c, v in enumerate(qps[name]) if int(v) == SKIP]
+        skipped = skipped_channels(qps[name])
         if skipped:
             out[name] = [fill_code(q.codes[name][c]) for c in skipped]
     return out
@@ -128,8 +133,7 @@ def restore_skipped(codes: dict[str, np.ndarray], qps: Mapping[str, Sequence[int
                     fill: Mapping[str, Sequence[int]]) -> None:
     """Set each skipped channel of ``codes`` (C×H×W per tensor, in place) to its fill code."""
     for name, values in fill.items():
-        skipped = [c for c, v in enumerate(qps[name]) if int(v) == SKIP]
-        for c, v in zip(skipped, values):
+        for c, v in zip(skipped_channels(qps[name]), values):
             codes[name][c] = v
 
 

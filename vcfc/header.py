@@ -11,7 +11,7 @@ from vcfc.packing.layouts import LAYOUTS
 from vcfc.packing.quantizers import QUANTIZERS, QuantParams
 
 from .codecs import CODECS
-from .coding import SKIP
+from .coding import SKIP, skipped_channels
 from .container import MAX_ELEMENTS, Container
 from .errors import FormatError
 from .features import TensorMeta
@@ -129,7 +129,7 @@ def parse_header(c: Container) -> ParsedHeader:
 
 def _fill(h: dict, qps: dict[str, list[int]], bits: int) -> dict[str, list[int]] | None:
     """The fill codes of skipped channels: exactly one per skipped channel, within the bit depth."""
-    skipped = {name: sum(v == SKIP for v in q) for name, q in qps.items()}
+    skipped = {name: len(skipped_channels(q)) for name, q in qps.items()}
     if not any(skipped.values()):
         if "fill" in h:
             raise FormatError("fill codes but no skipped channel")
