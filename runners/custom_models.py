@@ -100,11 +100,13 @@ def build_custom(name: str, weights: Any, *, seed: int = 0, meta: bool = False) 
 TENSOR_TASKS = ("classification", "segmentation")
 
 
-def check_model_options(name: str, task: str | None, transform: str | None, where: str = "") -> None:
+def check_model_options(name: str, task: str | None, transform: str | None, where: str = "",
+                        own: bool | None = None) -> None:
     """``task`` and ``transform`` of a model entry: one line for each way they can be wrong
-    (the transform's module is imported here, so a typo stops the run before any work)."""
+    (the transform's module is imported here, so a typo stops the run before any work).
+    ``own``: whether the model is your own network (default: ``name`` is an import path)."""
     if task is not None:
-        if not is_import_path(name):
+        if not (is_import_path(name) if own is None else own):
             raise InputError(f"{where}task: only for your own network (package.module:builder); "
                              f"{name}'s task comes from torchvision")
         if task not in TENSOR_TASKS:

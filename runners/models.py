@@ -64,7 +64,8 @@ def split(model_name_or_module: str | nn.Module, at: str, weights: WeightsSpec =
     if transform is not None:
         transforms = transform_of(transform)
     if task is not None:
-        check_model_options(name if is_import_path(name) else "own:module", task, None)
+        own_network = isinstance(model_name_or_module, nn.Module) or is_import_path(name)
+        check_model_options(name, task, None, own=own_network)
         return _make_split(model, name, at, get_task(task), transforms, dev, send_p6, generic=True)
     return _make_split(model, name, at, own, transforms, dev, send_p6)
 
