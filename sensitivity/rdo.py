@@ -164,19 +164,20 @@ def refine(search: _Search, cur: np.ndarray, cost: Cost, k0: int, sens: np.ndarr
     top = len(search.grid) - 1  # the coarsest level (SKIP with tool skip)
     skip = top if search.grid[-1] == SKIP else None
 
-    def step(cands: list[np.ndarray], cur: np.ndarray, cost: Cost) -> tuple[np.ndarray, Cost]:
+    def step(cands: list[np.ndarray], cur: np.ndarray, cost: Cost) -> tuple[np.ndarray, Cost, bool]:
+        """The best of ``cands`` (each limited to coded levels) if it lowers the cost, and whether it did."""
         cands = [m for m in (search.allowed(m, cur) for m in cands) if not np.array_equal(m, cur)]
         if cands:
             cand, ccost = search.best(cands)
             if ccost[0] < cost[0] - 1e-12:
-                cur, cost = cand, ccost
-        history.append(cost[0])
-        return cur, cost
+                return cand, ccost, True
+        return cur, cost, False
 
     # the linear rule's shape on this image's own sensitivities, in whole grid steps
     shaped = [np.clip(k0 - np.floor(r * sens + 0.5).astype(np.int64), 0, n_qps - 1) for r in (1, 2, 3)]
     shaped += [np.clip(v + 1, 0, n_qps - 1) for v in shaped]
-    cur, cost = step(shaped, cur, cost)
+    cur, cost, _ = step(shaped, cur, cost)
+    history.append(cost[0])
     if skip is not None:  # the channels whose fill value costs the task least, not coded
         order = np.argsort(sweep(search.x, search.levels[skip : skip + 1]).numpy(), kind="stable")
         ladder = sorted({max(1, (c * k) // 32) for k in range(1, 17)})
@@ -185,7 +186,8 @@ def refine(search: _Search, cur: np.ndarray, cost: Cost, k0: int, sens: np.ndarr
             m = cur.copy()
             m[order[:n]] = skip
             skipped.append(m)
-        cur, cost = step(skipped, cur, cost)
+        cur, cost, _ = step(skipped, cur, cost)
+        history.append(cost[0])
     groups = _groups(sens, s.groups)
     for _ in range(s.rounds):
         moves = []
@@ -198,11 +200,10 @@ def refine(search: _Search, cur: np.ndarray, cost: Cost, k0: int, sens: np.ndarr
                 m = cur.copy()
                 m[g] = skip
                 moves.append(m)
-        before = cost[0]
-        cur, cost = step(moves, cur, cost)
-        if cost[0] >= before:
-            history.pop()
+        cur, cost, improved = step(moves, cur, cost)
+        if not improved:
             break
+        history.append(cost[0])
     return cur, cost
 
 
