@@ -3,7 +3,8 @@
 rdo codes every channel at every grid QP (five encodes at span 6, step 3) before it judges any
 candidate. rdo-fast codes only what its search can use:
   1. every channel at the base QP: the uniform encode itself;
-  2. this image's one-channel KL sensitivities to that noise (one batched tail pass, no coding);
+  2. this image's one-channel KL sensitivities to that noise (one batched sweep, no coding); the
+     order in which channels are tried for skipping is estimated from it (no second sweep);
   3. the least sensitive half of the channels at base + step, the most sensitive quarter at
      base − step: 3/4 of an encode's pictures;
   4. the same stages as rdo (the linear rule's shape, the skip ladder, greedy group moves), each
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from vcfc.bank import FrameBank
+from vcfc.coding import SKIP
 from vcfc.errors import InputError
 
 from .allocation import ImageJob, normalize
@@ -46,6 +48,21 @@ def coded_sets(sens: np.ndarray, qp: int, step: int, limits: tuple[int, int]) ->
     return out
 
 
+def channel_mse(x: Tensor, y: Tensor) -> np.ndarray:
+    """(C,) mean squared difference per channel of two (1,C,H,W) tensors, float64."""
+    return ((x[0] - y[0]).double() ** 2).mean(dim=(1, 2)).cpu().numpy()
+
+
+def skip_order(sens: np.ndarray, mse_base: np.ndarray, mse_fill: np.ndarray) -> np.ndarray:
+    """Channels by the estimated task cost of skipping them, cheapest first, without a second sweep:
+    a channel's KL grows about in proportion to its error's energy, so its sensitivity to the base
+    QP's noise scaled by (fill error ÷ base error). An error-free channel costs 0 if its fill is
+    exact too, else it goes last."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = np.where(mse_base > 0, sens * mse_fill / mse_base, np.where(mse_fill > 0, np.inf, 0.0))
+    return np.argsort(est, kind="stable")
+
+
 def rdo_fast_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, qp: int, settings: RdoSettings,
                  sweep: ChannelSweep, max_batch: int = 32) -> RdoResult:
     """The QP vector (SKIP for channels left out) of one image (C×H×W): see the module docstring."""
@@ -53,16 +70,20 @@ def rdo_fast_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, q
     if not bank.q.single:
         raise InputError("rdo-fast takes one feature tensor (not a dict of tensors)")
     bank.ensure({qp: None})  # the uniform encode
+    xb = as_batch(x, sweep.device, sweep.dtype)
     base = as_batch(bank.reconstruct(qp), sweep.device, sweep.dtype)
     with torch.no_grad():
-        sens = normalize(sweep(as_batch(x, sweep.device, sweep.dtype), base).numpy())
+        raw = sweep(xb, base).numpy()
+    sens = normalize(raw)
     coded = coded_sets(sens, qp, s.step, bank.spec.qp_limits)
-    search = _Search(x, tail, bank, sorted(coded), s, sweep.device, sweep.dtype, max_batch, coded=coded)
+    search = _Search(x, tail, bank, sorted(coded), s, sweep.device, sweep.dtype, max_batch, coded=coded, sweep=sweep)
     k0 = search.grid.index(qp)
     cur = np.full(sens.size, k0, np.int64)
     cost = search.costs([cur])[0]
     history = [cost[0]]
-    cur, cost = refine(search, cur, cost, k0, sens, sweep, history)
+    fill = as_batch(bank.reconstruct([SKIP] * sens.size), sweep.device, sweep.dtype)
+    order = skip_order(raw, channel_mse(xb, base), channel_mse(xb, fill))
+    cur, cost = refine(search, cur, cost, k0, sens, sweep, history, skip_order=order)
     return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
 
 

@@ -150,3 +150,32 @@ def test_rdo_with_skip_is_the_same_whatever_the_number_of_encoder_workers():
                     settings=settings_for("rdo+skip", {"lam": 1e-3}), sweep=sweep) for w in (1, 3)]
     np.testing.assert_array_equal(runs[0].qps, runs[1].qps)
     assert runs[0].cost == runs[1].cost and runs[0].bpfe == runs[1].bpfe
+
+
+def test_rdo_fast_orders_skips_by_sensitivity_times_the_fills_extra_error():
+    from vcfc.sensitivity.rdo_fast import skip_order
+
+    sens = np.array([1.0, 1.0, 2.0, 0.0, 0.5])
+    base = np.array([1.0, 2.0, 1.0, 0.0, 0.0])
+    fill = np.array([4.0, 4.0, 1.0, 0.0, 3.0])
+    # estimated skip costs 4, 2, 2, 0 (exact either way), inf (exact coded, not when filled)
+    assert skip_order(sens, base, fill).tolist() == [3, 1, 2, 0, 4]
+
+
+def test_the_search_scores_candidates_alike_through_the_sweeps_channels_last_copy():
+    from vcfc.sensitivity.rdo import _Search
+
+    torch.manual_seed(2)
+    c = 6
+    tail = nn.Sequential(nn.Conv2d(c, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    x = torch.rand(c, 16, 16) * 3
+    bank = FrameBank(x, SPEC)
+    sweep = ChannelSweep(tail, get_distance("kl"), SweepOptions(), SPEC, 32)
+    s = settings_for("rdo+skip", {"lam": 1e-3})
+    args = (x, tail, bank, [29, 32, 35], s, torch.device("cpu"), torch.float32, 32)
+    plain, fast = _Search(*args), _Search(*args, sweep=sweep)
+    assert fast.channels_last and not plain.channels_last
+    cands = [np.full(c, k) for k in range(4)] + [np.array([0, 1, 2, 3, 0, 1])]
+    for a, b in zip(plain.costs(cands), fast.costs(cands)):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-9)
+    assert plain.costs(cands)[0][1] < plain.costs(cands)[2][1] < plain.costs(cands)[3][1]  # finer QP, lower KL
