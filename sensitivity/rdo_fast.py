@@ -3,8 +3,9 @@
 rdo codes every channel at every grid QP (five encodes at span 6, step 3) before it judges any
 candidate. rdo-fast codes only what its search can use:
   1. every channel at the base QP: the uniform encode itself;
-  2. this image's one-channel KL sensitivities to that noise (one batched sweep, no coding); the
-     order in which channels are tried for skipping is estimated from it (no second sweep);
+  2. this image's one-channel KL sensitivities to that noise (no coding): for many channels
+     estimated by a Taylor sweep (one batched forward + backward of a few probes); the order in which channels are
+     tried for skipping is estimated from it (no second sweep);
   3. the least sensitive half of the channels at base + step, the most sensitive quarter at
      base − step: 3/4 of an encode's pictures;
   4. the same stages as rdo (the linear rule's shape, the skip ladder, greedy group moves), each
@@ -15,6 +16,7 @@ Every candidate is still judged by KL(out_ref‖out) + λ·bits of the real file
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,9 @@ from .rdo import SWEEP_DISTANCE, RdoResult, _Search, refine, settings_for
 
 COARSE_SHARE = 1 / 2  # of the channels, the least sensitive: also coded at base + step
 FINE_SHARE = 1 / 4    # the most sensitive: also coded at base − step
+TAYLOR_PROBES = 8     # output-space probes of the sensitivity estimate; its rank correlation with
+                      # the exact sweep: 0.73–0.83 (fire3), 0.55–0.82 (block3), 4 images each
+TAYLOR_FROM = 4 * TAYLOR_PROBES  # channels above which the estimate is cheaper than the exact sweep
 
 
 def coded_sets(sens: np.ndarray, qp: int, step: int, limits: tuple[int, int]) -> dict[int, np.ndarray]:
@@ -46,6 +51,18 @@ def coded_sets(sens: np.ndarray, qp: int, step: int, limits: tuple[int, int]) ->
     if qp - step >= limits[0] and n_fine:
         out[qp - step] = np.sort(order[c - n_fine:])
     return out
+
+
+def estimated_sensitivity(sweep: ChannelSweep, channels: int) -> ChannelSweep:
+    """The Taylor estimate of ``sweep``'s one-channel sensitivities (TAYLOR_PROBES probes, seed 0
+    per image, so deterministic) for tensors of more than TAYLOR_FROM channels, where it costs
+    1/2–1/4 of an exact sweep on CPUs (fire3: 0.45 s vs 1.6 s); with fewer channels the exact
+    sweep is the cheaper (block3's 24). Its ranking only orders the candidates, every one of which
+    is then judged exactly."""
+    if sweep.options.method == "taylor" or channels <= TAYLOR_FROM:
+        return sweep
+    options = replace(sweep.options, method="taylor", taylor_probes=TAYLOR_PROBES)
+    return ChannelSweep(sweep.fn, sweep.distance, options, sweep.spec, sweep.qp)
 
 
 def channel_mse(x: Tensor, y: Tensor) -> np.ndarray:
@@ -72,8 +89,8 @@ def rdo_fast_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, q
     bank.ensure({qp: None})  # the uniform encode
     xb = as_batch(x, sweep.device, sweep.dtype)
     base = as_batch(bank.reconstruct(qp), sweep.device, sweep.dtype)
-    with torch.no_grad():
-        raw = sweep(xb, base).numpy()
+    with torch.no_grad():  # the Taylor estimate turns gradients on where it needs them
+        raw = estimated_sensitivity(sweep, xb.shape[1])(xb, base).numpy()
     sens = normalize(raw)
     coded = coded_sets(sens, qp, s.step, bank.spec.qp_limits)
     search = _Search(x, tail, bank, sorted(coded), s, sweep.device, sweep.dtype, max_batch, coded=coded, sweep=sweep)

@@ -124,10 +124,11 @@ def test_rdo_with_skip_leaves_out_the_channels_the_task_ignores():
         RdoSettings(lam=1.0, tools="halve").checked()
 
 
-def test_rdo_fast_codes_a_bounded_share_of_pictures_and_still_finds_the_ignored_channels():
-    from vcfc.sensitivity.rdo_fast import coded_sets, rdo_fast_qps
+@pytest.mark.parametrize("c", [16, 48])  # sensitivities swept exactly (16 channels) or by the Taylor estimate (48)
+def test_rdo_fast_codes_a_bounded_share_of_pictures_and_still_finds_the_ignored_channels(c):
+    from vcfc.sensitivity.rdo_fast import TAYLOR_FROM, coded_sets, rdo_fast_qps
 
-    c = 16
+    assert 16 <= TAYLOR_FROM < 48
     x, tail, sweep = half_blind_case(c)
     bank = FrameBank(x, SPEC)
     fast = rdo_fast_qps(x, tail=tail, bank=bank, qp=32, settings=settings_for("rdo-fast", {"lam": 1e-3}), sweep=sweep)
