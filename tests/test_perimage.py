@@ -48,7 +48,8 @@ def test_rdo_never_costs_more_than_the_best_uniform_qp_and_follows_lambda(squeez
     f = feats[0]
     sweep = ChannelSweep(sp.tail_module, get_distance("kl"), SweepOptions(), SPEC, 32)
     bank = FrameBank(f, SPEC)
-    uni = rdo_qps(f, tail=sp.tail_module, bank=bank, qp=32, settings=RdoSettings(lam=0.02, uniform_only=True))
+    # with the sweep both searches score candidates through the same (channels-last) tail, so costs compare exactly
+    uni = rdo_qps(f, tail=sp.tail_module, bank=bank, qp=32, settings=RdoSettings(lam=0.02, uniform_only=True), sweep=sweep)
     assert len(set(uni.qps.tolist())) == 1 and uni.qps[0] in grid_qps(32, 6, 3, (0, 51))
     full = rdo_qps(f, tail=sp.tail_module, bank=bank, qp=32, settings=RdoSettings(lam=0.02), sweep=sweep)
     assert full.cost <= uni.cost + 1e-12  # the search starts from the best uniform candidate
