@@ -237,7 +237,9 @@ def settings_for(allocation: str, options: dict[str, Any]) -> RdoSettings:
 def allocate_job(job: ImageJob) -> np.ndarray:
     """The `rdo` and `rdo-uniform` allocators of a run (registered in vcfc.sensitivity.allocation)."""
     settings = settings_for(job.allocation, job.options)
-    sweep = None if settings.uniform_only else job.sweep(SWEEP_DISTANCE)
+    # rdo-uniform too: its candidates then go through the same function as rdo's (on a CPU the
+    # sweep's channels-last copy of the tail), so its costs compare exactly with rdo's
+    sweep = job.sweep(SWEEP_DISTANCE)
     return rdo_qps(job.features, tail=job.tail, bank=job.bank, qp=job.qp, settings=settings, sweep=sweep).qps
 
 

@@ -3,9 +3,9 @@
 rdo codes every channel at every grid QP (five encodes at span 6, step 3) before it judges any
 candidate. rdo-fast codes only what its search can use:
   1. every channel at the base QP: the uniform encode itself;
-  2. this image's one-channel KL sensitivities to that noise (no coding): for many channels
-     estimated by a Taylor sweep (one batched forward + backward of a few probes); the order in which channels are
-     tried for skipping is estimated from it (no second sweep);
+  2. this image's one-channel KL sensitivities to that noise (no coding): on a CPU, for many
+     channels, estimated by a Taylor sweep (one batched forward + backward of a few probes); the
+     order in which channels are tried for skipping is estimated from it (no second sweep);
   3. the least sensitive half of the channels at base + step, the most sensitive quarter at
      base − step: 3/4 of an encode's pictures;
   4. the same stages as rdo (the linear rule's shape, the skip ladder, greedy group moves), each
@@ -16,7 +16,6 @@ Every candidate is still judged by KL(out_ref‖out) + λ·bits of the real file
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +28,8 @@ from vcfc.errors import InputError
 
 from .allocation import ImageJob, normalize
 from .channel_sweep import ChannelSweep, as_batch
+from .device import precision
+from .kernels import chunk_size, sweep_taylor
 from .options import RdoSettings
 from .rdo import SWEEP_DISTANCE, RdoResult, _Search, refine, settings_for
 
@@ -53,16 +54,23 @@ def coded_sets(sens: np.ndarray, qp: int, step: int, limits: tuple[int, int]) ->
     return out
 
 
-def estimated_sensitivity(sweep: ChannelSweep, channels: int) -> ChannelSweep:
-    """The Taylor estimate of ``sweep``'s one-channel sensitivities (TAYLOR_PROBES probes, seed 0
-    per image, so deterministic) for tensors of more than TAYLOR_FROM channels, where it costs
-    1/2–1/4 of an exact sweep on CPUs (fire3: 0.45 s vs 1.6 s); with fewer channels the exact
-    sweep is the cheaper (block3's 24). Its ranking only orders the candidates, every one of which
-    is then judged exactly."""
-    if sweep.options.method == "taylor" or channels <= TAYLOR_FROM:
-        return sweep
-    options = replace(sweep.options, method="taylor", taylor_probes=TAYLOR_PROBES)
-    return ChannelSweep(sweep.fn, sweep.distance, options, sweep.spec, sweep.qp)
+def sensitivities(sweep: ChannelSweep, x: Tensor, xn: Tensor) -> np.ndarray:
+    """(C,) one-channel sensitivities of x to the noise of xn (both (1,C,H,W)).
+
+    On a CPU, for tensors of more than TAYLOR_FROM channels and a differentiable distance: the
+    Taylor estimate (TAYLOR_PROBES probes, seed 0 for every image, so the same whatever the
+    worker count), 1/2–1/4 of an exact sweep's cost there (fire3: 0.45 s vs 1.6 s). Its ranking
+    only orders the candidates, every one of which is then judged exactly. Elsewhere the exact
+    sweep: the cheaper with few channels (block3's 24), and on a GPU it costs milliseconds."""
+    o = sweep.options
+    if sweep.device.type != "cpu" or x.shape[1] <= TAYLOR_FROM or not sweep.distance.differentiable:
+        with torch.no_grad():
+            return sweep(x, xn).numpy()
+    with precision(o.precision, sweep.device):  # gradients are turned on inside, where needed
+        est = sweep_taylor(sweep.fn, x, xn, sweep.distance, probes=TAYLOR_PROBES,
+                           chunk=chunk_size(x, o.max_batch, o.max_bytes),
+                           distance="kl" if sweep.distance.name == "kl" else "mse", seed=0)
+    return est.numpy()
 
 
 def channel_mse(x: Tensor, y: Tensor) -> np.ndarray:
@@ -89,8 +97,7 @@ def rdo_fast_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, q
     bank.ensure({qp: None})  # the uniform encode
     xb = as_batch(x, sweep.device, sweep.dtype)
     base = as_batch(bank.reconstruct(qp), sweep.device, sweep.dtype)
-    with torch.no_grad():  # the Taylor estimate turns gradients on where it needs them
-        raw = estimated_sensitivity(sweep, xb.shape[1])(xb, base).numpy()
+    raw = sensitivities(sweep, xb, base)
     sens = normalize(raw)
     coded = coded_sets(sens, qp, s.step, bank.spec.qp_limits)
     search = _Search(x, tail, bank, sorted(coded), s, sweep.device, sweep.dtype, max_batch, coded=coded, sweep=sweep)
