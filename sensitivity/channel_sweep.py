@@ -62,9 +62,7 @@ class ChannelSweep:
             if o.method == "exact":
                 s = self._exact(x, xn)
             elif o.method == "taylor":
-                s = sweep_taylor(self.fn, x, xn, self.distance, probes=o.taylor_probes,
-                                 chunk=chunk_size(x, o.max_batch, o.max_bytes),
-                                 distance="kl" if self.distance.name == "kl" else "mse", seed=self.images)
+                s = self.taylor(x, xn, o.taylor_probes, seed=self.images)
             else:
                 channels = list(o.naive_channels) if o.naive_channels is not None else None
                 s = sweep_naive(self.fn, x, self.distance, self.qp, self.spec, channels)
@@ -72,6 +70,15 @@ class ChannelSweep:
             torch.cuda.synchronize()
         self.images += 1
         return s
+
+    def taylor(self, x: Tensor, xn: Tensor, probes: int, seed: int) -> Tensor:
+        """(C,) the Taylor estimate of the distances (sweep_taylor) with these probes and seed,
+        whatever this sweep's method; the distance must be differentiable."""
+        o = self.options
+        with precision(o.precision, self.device):
+            return sweep_taylor(self.fn, x, xn, self.distance, probes=probes,
+                                chunk=chunk_size(x, o.max_batch, o.max_bytes),
+                                distance="kl" if self.distance.name == "kl" else "mse", seed=seed)
 
     def _exact(self, x: Tensor, xn: Tensor) -> Tensor:
         o = self.options

@@ -28,8 +28,6 @@ from vcfc.errors import InputError
 
 from .allocation import ImageJob, normalize
 from .channel_sweep import ChannelSweep, as_batch
-from .device import precision
-from .kernels import chunk_size, sweep_taylor
 from .options import RdoSettings
 from .rdo import SWEEP_DISTANCE, RdoResult, _Search, refine, settings_for
 
@@ -62,15 +60,10 @@ def sensitivities(sweep: ChannelSweep, x: Tensor, xn: Tensor) -> np.ndarray:
     worker count), 1/2–1/4 of an exact sweep's cost there (fire3: 0.45 s vs 1.6 s). Its ranking
     only orders the candidates, every one of which is then judged exactly. Elsewhere the exact
     sweep: the cheaper with few channels (block3's 24), and on a GPU it costs milliseconds."""
-    o = sweep.options
     if sweep.device.type != "cpu" or x.shape[1] <= TAYLOR_FROM or not sweep.distance.differentiable:
         with torch.no_grad():
             return sweep(x, xn).numpy()
-    with precision(o.precision, sweep.device):  # gradients are turned on inside, where needed
-        est = sweep_taylor(sweep.fn, x, xn, sweep.distance, probes=TAYLOR_PROBES,
-                           chunk=chunk_size(x, o.max_batch, o.max_bytes),
-                           distance="kl" if sweep.distance.name == "kl" else "mse", seed=0)
-    return est.numpy()
+    return sweep.taylor(x, xn, TAYLOR_PROBES, seed=0).numpy()  # gradients on inside, where needed
 
 
 def channel_mse(x: Tensor, y: Tensor) -> np.ndarray:
@@ -105,8 +98,9 @@ def rdo_fast_qps(x: Any, *, tail: Callable[[Tensor], Tensor], bank: FrameBank, q
     cur = np.full(sens.size, k0, np.int64)
     cost = search.costs([cur])[0]
     history = [cost[0]]
-    fill = as_batch(bank.reconstruct([SKIP] * sens.size), sweep.device, sweep.dtype)
-    order = skip_order(raw, channel_mse(xb, base), channel_mse(xb, fill))
+    order = None
+    if search.grid[-1] == SKIP:  # the skip level (every channel at its fill value) is the search's last
+        order = skip_order(raw, channel_mse(xb, base), channel_mse(xb, search.levels[-1:]))
     cur, cost = refine(search, cur, cost, k0, sens, sweep, history, skip_order=order)
     return RdoResult(search.qps(cur), cost[0], cost[1], cost[2], search.evaluated, history)
 
