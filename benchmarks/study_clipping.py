@@ -13,7 +13,6 @@ intervals. The first 16 images are skipped (the protocol's calibration images).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_perimage import SHARED, torch_home
-from study_half_resolution import CALIBRATION, QPS, WEIGHTS
+from study_half_resolution import CALIBRATION, QPS, WEIGHTS, bd_rates, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 PERCENTILES = [99.999, 99.99, 99.9]
@@ -38,7 +37,6 @@ def main() -> int:
     torch_home()
 
     import vcfc
-    from vcfc.results.bdrate import bd_rate_bootstrap
     from vcfc.results.metrics import kl_rows
     from vcfc.runners.datasets import open_dataset
     from vcfc.runners.models import split
@@ -71,16 +69,10 @@ def main() -> int:
                     res[a, :, i, j] = (len(data), float(kl_rows(ref, out)[0]), float(out.argmax() == ref.argmax()))
         case_out = {"model": model, "layer": layer, "images": len(samples), "qps": qps, "bd": {}}
         for a, p in enumerate(PERCENTILES, 1):
-            for quality, k, of_mean in (("fidelity", 2, None), ("kl_db", 1, lambda m: -10 * np.log10(m))):
-                b = bd_rate_bootstrap(res[0, 0], res[0, k], res[a, 0], res[a, k], quality_of_mean=of_mean)
-                case_out["bd"][f"p{p}/{quality}"] = [b.value, b.ci_low, b.ci_high, b.reason]
-                print(f"{model} {layer}, n = {len(samples)}: clipped at p{p} vs min-max at equal {quality}: "
-                      f"{b.value:+.1f} % [{b.ci_low:+.1f}, {b.ci_high:+.1f}]" + (f" ({b.reason})" if b.reason else ""),
-                      flush=True)
+            bd = bd_rates(res[0], res[a], f"{model} {layer}, n = {len(samples)}: clipped at p{p} vs min-max")
+            case_out["bd"].update({f"p{p}/{quality}": v for quality, v in bd.items()})
         report.append(case_out)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"cases": report, "args": vars(args)}, indent=1, default=float))
-    print(f"wrote {args.out}")
+    write_report(args.out, report, args)
     return 0
 
 
